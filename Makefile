@@ -1,0 +1,40 @@
+# Two commands on a fresh clone: `make run` (demo pipeline) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CORES ?= 2
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+
+.PHONY: install test run lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+run: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config.yaml
+	@$(BIN)/python -m gmmscape.cli where --configfile config.yaml
+
+lint: install
+	$(BIN)/ruff check gmmscape tests scripts bench
+	$(BIN)/ruff format --check gmmscape tests scripts bench
+
+format: install
+	$(BIN)/ruff format gmmscape tests scripts bench
+	$(BIN)/ruff check --fix gmmscape tests scripts bench
+
+bench: install
+	$(BIN)/python -m pytest -q -m bench bench
+
+clean:
+	rm -rf $(VENV) results .snakemake
