@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from gmmscape.geometry import random_rotations
-from gmmscape.projection import FourierGrid, frc, images_ft, project_real, project_ft
+from gmmscape.projection import FourierGrid, frc, images_ft, project_ft, project_real
 
 
 def naive_project_ft(gmm, rot, shift, box):
@@ -44,7 +44,9 @@ def naive_step(gmm, rot, shift, i_re, i_im, grid):
         p = naive_project_ft(gmm, rot, shift, grid.box)
         p = p[:, :, : len(grid.kx)]
         p = tf.gather(p, grid.rows, axis=1)
-        loss = tf.reduce_sum(1 - tf.reduce_mean(frc(tf.math.real(p), tf.math.imag(p), i_re, i_im, grid), 1))
+        loss = tf.reduce_sum(
+            1 - tf.reduce_mean(frc(tf.math.real(p), tf.math.imag(p), i_re, i_im, grid), 1)
+        )
     return tape.gradient(loss, gmm)
 
 

@@ -52,7 +52,9 @@ def ctf_2d(params: CTFParams, box: int, apix: float) -> np.ndarray:
 
     lam = electron_wavelength(col(params.voltage))
     u, v = col(params.defocus_u), col(params.defocus_v)
-    defocus = 0.5 * (u + v) + 0.5 * (u - v) * np.cos(2.0 * (theta - np.deg2rad(col(params.defocus_angle))))
+    defocus = 0.5 * (u + v) + 0.5 * (u - v) * np.cos(
+        2.0 * (theta - np.deg2rad(col(params.defocus_angle)))
+    )
     q = np.clip(col(params.amp_contrast), 0.0, 0.999)
     chi = (
         np.pi * lam * defocus * s2

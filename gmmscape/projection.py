@@ -153,9 +153,7 @@ def project_ft(gmm, rot, shift, grid: FourierGrid) -> tuple[tf.Tensor, tf.Tensor
     yr, yi = _factors(grid.ky, pos[..., 1], gmm[..., 4], box)
     wy_r, wy_i = w[..., None] * yr, w[..., None] * yi
     # [re; im] = [[Yr, -Yi], [Yi, Yr]] @ [Xr; Xi] as one batched GEMM over 2N.
-    left = tf.concat(
-        [tf.concat([wy_r, -wy_i], 1), tf.concat([wy_i, wy_r], 1)], 2
-    )  # (B, 2N, 2ny)
+    left = tf.concat([tf.concat([wy_r, -wy_i], 1), tf.concat([wy_i, wy_r], 1)], 2)  # (B, 2N, 2ny)
     right = tf.concat([xr, xi], 1)  # (B, 2N, nx)
     both = tf.matmul(left, right, transpose_a=True)  # (B, 2ny, nx)
     ny = len(grid.ky)

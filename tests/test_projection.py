@@ -66,7 +66,12 @@ def brute_force_projection(gmm, R, t, box):
     for x, y, z, amp, sig in gmm.astype(np.float64):
         p = R[:2] @ (np.array([x, y, z]) * box) + t
         s = sig * box
-        out += np.sqrt(2 * np.pi) * s * amp * np.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * s * s))
+        out += (
+            np.sqrt(2 * np.pi)
+            * s
+            * amp
+            * np.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * s * s))
+        )
     return out
 
 
