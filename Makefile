@@ -34,7 +34,7 @@ format: install
 	$(BIN)/ruff check --fix gmmscape tests scripts bench
 
 bench: install
-	$(BIN)/python -m pytest -q -m bench bench
+	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) results .snakemake

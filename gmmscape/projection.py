@@ -130,8 +130,11 @@ def _positions(gmm: tf.Tensor, rot: tf.Tensor, shift: tf.Tensor, box: int) -> tf
     return tf.einsum("bij,bnj->bni", rot[:, :2, :], gmm[..., :3] * box) + shift[:, None, :]
 
 
-def _factors(k: np.ndarray, pos: tf.Tensor, sigma: tf.Tensor, box: int):
-    """Real and imaginary parts of g_j(k) for one axis, each (B, N, len(k))."""
+def axis_factors(k: np.ndarray, pos: tf.Tensor, sigma: tf.Tensor, box: int):
+    """Real and imaginary parts of g_j(k) for one axis, each (..., N, len(k)).
+
+    ``pos`` (..., N) in pixels, ``sigma`` (..., N) in box fractions, ``k`` integer indices.
+    """
     k = tf.constant(k, tf.float32)
     amp = tf.exp(-2.0 * math.pi**2 * (sigma[..., None] * k) ** 2)
     phase = (TWO_PI / box) * pos[..., None] * k
@@ -149,15 +152,22 @@ def project_ft(gmm, rot, shift, grid: FourierGrid) -> tuple[tf.Tensor, tf.Tensor
     box = grid.box
     pos = _positions(gmm, rot, shift, box)
     w = (TWO_PI**1.5) * gmm[..., 3] * (gmm[..., 4] * box) ** 3
-    xr, xi = _factors(grid.kx, pos[..., 0], gmm[..., 4], box)
-    yr, yi = _factors(grid.ky, pos[..., 1], gmm[..., 4], box)
-    wy_r, wy_i = w[..., None] * yr, w[..., None] * yi
-    # [re; im] = [[Yr, -Yi], [Yi, Yr]] @ [Xr; Xi] as one batched GEMM over 2N.
-    left = tf.concat([tf.concat([wy_r, -wy_i], 1), tf.concat([wy_i, wy_r], 1)], 2)  # (B, 2N, 2ny)
-    right = tf.concat([xr, xi], 1)  # (B, 2N, nx)
-    both = tf.matmul(left, right, transpose_a=True)  # (B, 2ny, nx)
-    ny = len(grid.ky)
-    return both[:, :ny], both[:, ny:]
+    xr, xi = axis_factors(grid.kx, pos[..., 0], gmm[..., 4], box)
+    yr, yi = axis_factors(grid.ky, pos[..., 1], gmm[..., 4], box)
+    return separable_sum(w[..., None] * yr, w[..., None] * yi, xr, xi)
+
+
+def separable_sum(a_re, a_im, b_re, b_im) -> tuple[tf.Tensor, tf.Tensor]:
+    """sum_j a_j(p) b_j(q) for complex factors held as real pairs: (re, im), each (B, P, Q).
+
+    ``a_*`` (B, N, P), ``b_*`` (B, N, Q). [re; im] = [[Ar, -Ai], [Ai, Ar]]^T [Br; Bi] is
+    one batched GEMM over 2N; put the smaller factor in ``a`` (it is copied four times).
+    """
+    left = tf.concat([tf.concat([a_re, -a_im], 1), tf.concat([a_im, a_re], 1)], 2)  # (B, 2N, 2P)
+    right = tf.concat([b_re, b_im], 1)  # (B, 2N, Q)
+    both = tf.matmul(left, right, transpose_a=True)  # (B, 2P, Q)
+    p = a_re.shape[-1]
+    return both[:, :p], both[:, p:]
 
 
 def project_real(gmm, rot, shift, box: int) -> tf.Tensor:

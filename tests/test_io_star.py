@@ -1,0 +1,151 @@
+"""RELION STAR import (3.0 and 3.1, optics groups, subsets, paths) and the 3.1 writer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+from particle_data import (
+    CTF_FIELDS,
+    make_particles,
+    write_mrcs,
+    write_stacks,
+    write_star30,
+    write_star31,
+)
+
+from gmmscape.errors import InputError
+from gmmscape.geometry import angle_between
+from gmmscape.importer import build_table, even_odd
+from gmmscape.io import read_star, write_star
+
+NUMERIC = [
+    "source_index", "rot", "tilt", "psi", "shift_x", "shift_y", *CTF_FIELDS, "apix", "box",
+]  # fmt: skip
+
+
+@pytest.fixture
+def particles(tmp_path):
+    p = make_particles(n=12)
+    write_stacks(p, tmp_path / "Extract" / "job007", n_stacks=3)
+    return p
+
+
+def assert_matches_truth(records, p, atol=1e-5):
+    assert angle_between(records.rotations, p.R).max() < 0.01
+    np.testing.assert_allclose(records.shifts, p.shifts, atol=atol)
+    for field in CTF_FIELDS:
+        np.testing.assert_allclose(records.ctf[field], p.ctf[field], rtol=1e-6)
+    assert records.source == [str(s.resolve()) for s in p.stacks]
+    np.testing.assert_array_equal(records.source_index, p.stack_index)
+
+
+def test_star31_and_star30_import_to_the_same_table(tmp_path, particles):
+    r31 = read_star(write_star31(particles, tmp_path / "p31.star"))
+    r30 = read_star(write_star30(particles, tmp_path / "p30.star"))
+    assert (r31.format, r30.format) == ("relion31", "relion30")
+    assert_matches_truth(r31, particles)
+    assert_matches_truth(r30, particles)
+    t31, t30 = build_table(r31), build_table(r30)
+    np.testing.assert_allclose(
+        t31[NUMERIC].to_numpy(float), t30[NUMERIC].to_numpy(float), atol=1e-5
+    )
+    assert (t31["source"] == t30["source"]).all()
+    np.testing.assert_array_equal(t31["apix"], 1.5)
+    np.testing.assert_array_equal(t31["box"], 32)
+
+
+def test_star30_pixel_size_from_override_or_clear_error(tmp_path, particles):
+    path = write_star30(particles, tmp_path / "p30.star", detector=False)
+    with pytest.raises(InputError, match=r"p30\.star.*pixel size.*apix"):
+        read_star(path)
+    records = read_star(path, apix=1.5)
+    assert_matches_truth(records, particles)
+
+
+def test_optics_groups_with_their_own_pixel_size_box_and_optics(tmp_path):
+    """Group 2 is binned 2x (3 A/px, box 16): same box in A, own voltage, Cs and Q0."""
+    p = make_particles(n=8)
+    groups = np.array([1, 2] * 4)
+    binned = groups == 2
+    p.apix[binned] = 3.0
+    p.images = [img[::2, ::2].copy() if b else img for img, b in zip(p.images, binned, strict=True)]
+    p.ctf["voltage"][binned], p.ctf["cs"][binned], p.ctf["amp_contrast"][binned] = 200.0, 2.0, 0.07
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    p.stacks, p.stack_index = [None] * p.n, np.zeros(p.n, dtype=int)
+    for g in (1, 2):
+        members = np.flatnonzero(groups == g)
+        path = write_mrcs(folder / f"g{g}.mrcs", np.stack([p.images[i] for i in members]), 1.0)
+        for k, i in enumerate(members):
+            p.stacks[i], p.stack_index[i] = path, k
+    records = read_star(write_star31(p, tmp_path / "groups.star", groups=groups))
+    assert_matches_truth(records, p)  # shifts in pixels of each group's own pixel size
+    np.testing.assert_array_equal(records.optics_group, groups)
+    np.testing.assert_array_equal(records.apix, np.where(binned, 3.0, 1.5))
+    np.testing.assert_array_equal(records.box, np.where(binned, 16, 32))
+
+
+def test_random_subset_is_respected(tmp_path, particles):
+    subset = np.array([1, 2, 2, 1, 1, 1, 2, 2, 1, 2, 2, 2])
+    records = read_star(write_star31(particles, tmp_path / "p.star", rlnRandomSubset=subset))
+    np.testing.assert_array_equal(build_table(records)["subset"], subset)
+
+
+def test_random_subset_values_are_checked(tmp_path, particles):
+    path = write_star31(particles, tmp_path / "p.star", rlnRandomSubset=[1, 2, 3] * 4)
+    with pytest.raises(InputError, match=r"p\.star row 2.*rlnRandomSubset 3"):
+        read_star(path)
+
+
+def test_seeded_split_is_balanced_and_reproducible():
+    unknown = np.zeros(101, dtype=int)
+    a, b, c = even_odd(unknown, 7), even_odd(unknown, 7), even_odd(unknown, 8)
+    assert set(np.unique(a)) == {1, 2} and abs((a == 1).sum() - (a == 2).sum()) <= 1
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_image_paths_relative_to_cwd_as_relion_does(tmp_path, particles, monkeypatch):
+    """RELION writes paths relative to its project folder; the STAR may live elsewhere."""
+    (tmp_path / "Refine3D").mkdir()
+    p = write_star31(particles, tmp_path / "p.star")  # names relative to tmp_path
+    moved = tmp_path / "Refine3D" / "run_data.star"
+    p.rename(moved)
+    monkeypatch.chdir(tmp_path)
+    assert_matches_truth(read_star(moved), particles)
+
+
+def test_missing_stack_names_the_file(tmp_path, particles):
+    path = write_star31(particles, tmp_path / "p.star")
+    particles.stacks[0].unlink()
+    with pytest.raises(InputError, match=r"p\.star row 0.*stack0\.mrcs.*not found"):
+        read_star(path)
+
+
+def test_image_size_must_match_stack(tmp_path, particles):
+    path = write_star31(particles, tmp_path / "p.star")
+    data = starfile.read(path)
+    data["optics"]["rlnImageSize"] = 64
+    starfile.write(data, path)
+    with pytest.raises(InputError, match=r"rlnImageSize is 64.*32 x 32"):
+        read_star(path)
+
+
+def test_unknown_optics_group_is_named(tmp_path, particles):
+    path = write_star31(particles, tmp_path / "p.star", rlnOpticsGroup=[1] * 11 + [5])
+    with pytest.raises(InputError, match=r"p\.star row 11.*optics group 5"):
+        read_star(path)
+
+
+def test_write_star_is_a_relion31_file(tmp_path):
+    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnImagePixelSize": [1.25]})
+    rows = pd.DataFrame({"rlnImageName": ["000001@a.mrcs", "000002@a.mrcs"], "rlnOpticsGroup": 1})
+    path = tmp_path / "out" / "subset.star"
+    write_star(path, optics, rows)
+    text = path.read_text()
+    assert text.count("# version 30001") == 2 and "data_optics" in text and "data_particles" in text
+    back = starfile.read(path)
+    pd.testing.assert_frame_equal(back["particles"], rows, check_dtype=False)
+    assert [f.name for f in path.parent.iterdir()] == ["subset.star"]  # no temporary left
