@@ -1,0 +1,157 @@
+"""Configuration, input checks and input functions shared by every rule file.
+
+Everything here runs when the workflow is parsed, so a bad config or a missing or
+mismatched input stops the run with one message before any job starts.
+"""
+
+import math
+import os
+
+import mrcfile
+from jsonschema import ValidationError
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def validate_config():
+    """Validate the merged config and fill defaults; the error's first line names the key."""
+    try:
+        validate(config, "../schemas/config.schema.yaml")
+    except WorkflowError as err:
+        cause = err.__context__  # snakemake raises its error while handling jsonschema's
+        if not isinstance(cause, ValidationError):
+            raise
+        key = ".".join(str(part) for part in cause.absolute_path)
+        where = f"config key '{key}'" if key else "config"
+        raise WorkflowError(f"{where}: {cause.message}") from None
+
+
+def fail(message):
+    """Stop the run before any job with one message naming the key or file."""
+    raise WorkflowError(message)
+
+
+def map_shape(key, path):
+    """Box (z, y, x) of an MRC file from its header, or stop naming the config key."""
+    if not os.path.isfile(path):
+        fail(f"{key}: file not found: {path}")
+    try:
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            header = mrc.header
+            return int(header.nz), int(header.ny), int(header.nx)
+    except (OSError, ValueError) as err:
+        fail(f"{key}: not a readable MRC file: {path} ({err})")
+
+
+def check_inputs():
+    """Check the user's input files and their boxes (the demo's are made by a rule)."""
+    if config["particles"] == "demo":
+        for key in ("map", "mask", "half_maps"):
+            if config[key] is not None:
+                fail(f"{key}: leave empty when particles is 'demo' (the demo simulates its own)")
+        return
+    particles = config["particles"]
+    if not particles.endswith((".star", ".lst")):
+        fail(f"particles: expected a RELION .star, an EMAN2 .lst or 'demo', got {particles}")
+    if not os.path.isfile(particles):
+        fail(f"particles: file not found: {particles}")
+    if config["map"] is None:
+        fail("map: the consensus map (.mrc) is required when particles is a file")
+    box = map_shape("map", config["map"])
+    others = {"mask": config["mask"]}
+    others.update(zip(("half_maps[0]", "half_maps[1]"), config["half_maps"] or ()))
+    for key, path in others.items():
+        shape = map_shape(key, path) if path is not None else box
+        if shape != box:
+            fail(
+                f"{key}: box {'x'.join(map(str, shape))} of {path} differs "
+                f"from the map's box {'x'.join(map(str, box))} ({config['map']})"
+            )
+    if config["box"] is not None and config["box"] > box[-1]:
+        fail(f"box: training box {config['box']} is larger than the map's box {box[-1]}")
+
+
+def gmm_level_count():
+    """Levels of the coarse-to-fine build: N doubles from start_n up to target_n.
+
+    The scripts take each level's N and resolution from gmmscape.gmmfit.level_schedule;
+    only the count is needed here, without importing TensorFlow at every parse.
+    """
+    gmm = config["gmm"]
+    if gmm["target_n"] < gmm["start_n"]:
+        fail(
+            f"gmm.target_n: expected at least gmm.start_n ({gmm['start_n']}), "
+            f"got {gmm['target_n']}"
+        )
+    if gmm["target_resolution"] > gmm["start_resolution"]:
+        fail(
+            f"gmm.target_resolution: expected at most gmm.start_resolution "
+            f"({gmm['start_resolution']} A), got {gmm['target_resolution']} A"
+        )
+    return math.ceil(math.log2(gmm["target_n"] / gmm["start_n"])) + 1
+
+
+validate_config()
+check_inputs()
+N_LEVELS = gmm_level_count()
+HALVES = ["all", "even", "odd"] if config["split"] else ["all"]
+DEMO = config["particles"] == "demo"
+
+
+def out(path):
+    """A path under the configured output directory."""
+    return os.path.join(config["outdir"], path)
+
+
+PARTICLES = out("demo/particles.star") if DEMO else config["particles"]
+MAP = out("demo/consensus.mrc") if DEMO else config["map"]
+MASK = out("demo/mask.mrc") if DEMO else config["mask"]
+
+
+wildcard_constraints:
+    half="|".join(HALVES),
+    level="|".join(str(k) for k in range(N_LEVELS)),
+
+
+def runtime(minutes):
+    """Runtime request in minutes that grows with each retry (profiles set `retries`)."""
+    return lambda wildcards, attempt: minutes * attempt
+
+
+def optional(path):
+    """An input that may be absent: no file ([]) when the config leaves it empty."""
+    return path or []
+
+
+def gmm_map(wildcards):
+    """The map a half's GMM is fitted to: its half map when given, else the consensus map."""
+    if wildcards.half != "all" and config["half_maps"]:
+        return config["half_maps"][0 if wildcards.half == "even" else 1]
+    return MAP
+
+
+def gmm_seed(wildcards):
+    """A seed per half, so the even and odd GMMs are not copies of each other."""
+    return config["seed"] + ("all", "even", "odd").index(wildcards.half)
+
+
+def previous_level(wildcards):
+    """Level k starts from level k-1's model, so a resumed build skips finished levels."""
+    level = int(wildcards.level)
+    return out(f"gmm/{wildcards.half}/level_{level - 1}.txt") if level else []
+
+
+def level_files(wildcards):
+    """Every level's model of one half, coarse to fine."""
+    return [out(f"gmm/{wildcards.half}/level_{k}.txt") for k in range(N_LEVELS)]
+
+
+def final_outputs():
+    """The default target: split tables and, per half, the neutral GMM and its FSC."""
+    tables = [out(f"import/{half}.csv") for half in ("all", "even", "odd")]
+    gmm = [
+        out(f"gmm/{half}/{name}")
+        for half in HALVES
+        for name in ("neutral.txt", "neutral.pdb", "neutral.mrc", "fsc.csv", "fsc.png")
+    ]
+    return tables + gmm

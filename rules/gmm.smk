@@ -1,0 +1,81 @@
+"""The neutral GMM, coarse to fine, per half (all; even and odd with `split: true`).
+
+Every doubling level is its own output, so an interrupted build resumes from the
+last finished level.
+"""
+
+
+rule gmm_level:
+    input:
+        map=gmm_map,
+        mask=optional(MASK),
+        previous=previous_level,
+    output:
+        out("gmm/{half}/level_{level}.txt"),
+    params:
+        gmm=config["gmm"],
+        seed=gmm_seed,
+        apix=config["apix"],
+    log:
+        out("logs/gmm_level/{half}_level_{level}.log"),
+    benchmark:
+        out("benchmarks/gmm_level/{half}_level_{level}.tsv")
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=runtime(120),
+        gpu=config["gpu"],
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/gmm_level.py"
+
+
+rule gmm_neutral:
+    input:
+        lambda wildcards: level_files(wildcards)[-1],
+    output:
+        text=out("gmm/{half}/neutral.txt"),
+        pdb=out("gmm/{half}/neutral.pdb"),
+        density=out("gmm/{half}/neutral.mrc"),
+    log:
+        out("logs/gmm_neutral/{half}.log"),
+    benchmark:
+        out("benchmarks/gmm_neutral/{half}.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=runtime(15),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/gmm_neutral.py"
+
+
+rule gmm_evaluate:
+    input:
+        models=level_files,
+        map=gmm_map,
+    output:
+        table=out("gmm/{half}/fsc.csv"),
+        plot=report(
+            out("gmm/{half}/fsc.png"),
+            caption="../report/gmm_fsc.rst",
+            category="Neutral GMM",
+            subcategory="{half}",
+        ),
+    params:
+        gmm=config["gmm"],
+        apix=config["apix"],
+    log:
+        out("logs/gmm_evaluate/{half}.log"),
+    benchmark:
+        out("benchmarks/gmm_evaluate/{half}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=runtime(30),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/gmm_evaluate.py"

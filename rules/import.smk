@@ -1,0 +1,48 @@
+"""Import (RELION .star or EMAN2 .lst, chosen by the file) and the even/odd split."""
+
+
+rule import_particles:
+    input:
+        particles=PARTICLES,
+        map=MAP,
+    output:
+        table=out("import/particles.csv"),
+        stack=out("import/stack.mrcs"),
+        meta=out("import/meta.json"),
+    params:
+        box=config["box"],
+        apix=config["apix"],
+        seed=config["seed"],
+    log:
+        out("logs/import_particles.log"),
+    benchmark:
+        out("benchmarks/import_particles.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=runtime(60),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/import_particles.py"
+
+
+rule split_halves:
+    input:
+        out("import/particles.csv"),
+    output:
+        all=out("import/all.csv"),
+        even=out("import/even.csv"),
+        odd=out("import/odd.csv"),
+    log:
+        out("logs/split_halves.log"),
+    benchmark:
+        out("benchmarks/split_halves.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=runtime(10),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/split_halves.py"

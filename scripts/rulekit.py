@@ -1,0 +1,69 @@
+"""What every rule script does around its library call; import it before gmmscape.
+
+Importing it
+- puts the checkout that holds this workflow first on sys.path, so a job runs the
+  library of its own workflow, also in the conda environment of envs/gmmscape.yaml
+  (which holds only the dependencies);
+- sends the script's output (print, logging, C libraries) to the rule's log file,
+  before TensorFlow is imported, so that its start-up messages land there too.
+
+`run(main)` then calls main(snakemake, progress): progress lines go to the log and to
+the terminal, and a gmmscape.errors.InputError ends the job with its one-line message
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SNAKEMAKE: Any = sys.modules["__main__"].snakemake  # set by snakemake's script preamble
+_TERMINAL = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+_LOG = open(SNAKEMAKE.log[0], "w")  # open for the whole job
+for _stream in (sys.stdout, sys.stderr):
+    _stream.flush()
+    os.dup2(_LOG.fileno(), _stream.fileno())
+    _stream.reconfigure(line_buffering=True)
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gmmscape.errors import InputError  # noqa: E402
+from gmmscape.io.mrc import read_map  # noqa: E402
+
+Progress = Callable[[str], None]
+
+
+def progress(message: str) -> None:
+    """One progress line, in the log and on the terminal."""
+    print(message, file=sys.stderr)
+    print(message, file=_TERMINAL)
+
+
+def run(main: Callable[[Any, Progress], None]) -> None:
+    """Call main(snakemake, progress); an InputError becomes its message and exit code 1."""
+    try:
+        main(SNAKEMAKE, progress)
+    except InputError as err:
+        progress(f"error in rule {SNAKEMAKE.rule}: {err}")
+        sys.exit(1)
+
+
+def load_map(path: str, apix: float | None) -> tuple[np.ndarray, float]:
+    """A map and its pixel size: the config's `apix` override when set, else the header's."""
+    data, header_apix = read_map(path)
+    return data, apix or header_apix
+
+
+def gmm_schedule(gmm: dict) -> list[tuple[int, float]]:
+    """(Gaussians, resolution) of every level for the config's `gmm` section."""
+    from gmmscape.gmmfit import level_schedule  # TensorFlow: only in the scripts that fit
+
+    return level_schedule(
+        gmm["start_n"], gmm["target_n"], gmm["start_resolution"], gmm["target_resolution"]
+    )

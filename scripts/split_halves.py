@@ -1,0 +1,22 @@
+"""Rule split_halves: the particle table of the whole set and of its even and odd halves."""
+
+import shutil
+from typing import Any
+
+from rulekit import Progress, run
+
+from gmmscape.importer import load_table
+
+SUBSETS = {"even": 1, "odd": 2}  # values of the table's `subset` column
+
+
+def main(smk: Any, progress: Progress) -> None:
+    shutil.copyfile(smk.input[0], smk.output.all)
+    table = load_table(smk.input[0])
+    for half, subset in SUBSETS.items():
+        part = table[table["subset"] == subset]
+        part.to_csv(smk.output[half], index=False)
+        progress(f"{half}: {len(part)} of {len(table)} particles")
+
+
+run(main)

@@ -1,0 +1,290 @@
+"""The Snakemake workflow, run through the `snakemake` command as a user would.
+
+Every run uses the repository's Snakefile with a temporary working directory
+(`--directory`), so tests never touch the repository's results or `.snakemake`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import tomllib
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+LOCAL_RULES = {"all", "split_halves"}
+USER_DATA = {"particles": "p.star", "map": "m.mrc", "box": 16}  # made by the config error test
+
+# A tiny demo: 20 states x 2 particles at box 32, a two-level GMM (16 then 32 Gaussians).
+TINY = {
+    "outdir": "results",
+    "box": 32,
+    "demo": {"box": 32, "per_state": 2},
+    "gmm": {
+        "start_n": 16,
+        "target_n": 32,
+        "start_resolution": 60.0,
+        "target_resolution": 40.0,
+        "epochs": 100,
+    },
+}
+
+
+def snakemake(workdir: Path, *args: str, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    """Run (or, with popen arguments, start) snakemake on the repository's workflow in workdir."""
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if popen:
+        return subprocess.Popen([*command, *args], env=env, text=True, **popen)
+    return subprocess.run([*command, *args], env=env, text=True, capture_output=True, timeout=600)
+
+
+def write_config(workdir: Path, config: dict) -> str:
+    """A --configfile holding only the given keys (the rest must come from config.yaml)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "test_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def write_mrc(path: Path, box: int) -> str:
+    """An empty cubic map; the workflow's checks read only its header."""
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.zeros((box, box, box), dtype=np.float32))
+        mrc.voxel_size = 2.0
+    return str(path)
+
+
+def planned_jobs(output: str) -> list[dict[str, str]]:
+    """Rule name, wildcards and resources of every job in snakemake's output."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output)[1:]:
+        job = {"rule": block.split(":", 1)[0].split()[-1]}
+        match = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        job["wildcards"] = match.group(1) if match else ""
+        match = re.search(r"^\s+resources: (.*)$", block, re.M)
+        for item in match.group(1).split(", ") if match else []:
+            name, _, value = item.partition("=")
+            job[name] = value
+        jobs.append(job)
+    return jobs
+
+
+def schema_defaults(schema: dict) -> dict:
+    """The config that the schema's defaults alone give."""
+    return {
+        key: schema_defaults(sub)
+        if sub.get("type") == "object" and "properties" in sub
+        else sub["default"]
+        for key, sub in schema["properties"].items()
+    }
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_schema_defaults_are_config_yaml():
+    """A key missing from every config file gets the value config.yaml documents."""
+    schema = yaml.safe_load((REPO / "schemas/config.schema.yaml").read_text())
+    assert schema_defaults(schema) == yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_conda_env_lists_the_package_dependencies():
+    """envs/gmmscape.yaml installs what pyproject.toml needs (snakemake runs outside jobs)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {dep for dep in project["dependencies"] if not dep.startswith("snakemake")}
+    env = yaml.safe_load((REPO / "envs/gmmscape.yaml").read_text())
+    pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
+    assert set(pip) == wanted
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
+    """A partial --configfile merges over config.yaml; the SLURM profile plans every job.
+
+    The file sets only split and gmm.target_n: start_n (64) comes from config.yaml,
+    so the build has two levels, for each of the three halves.
+    """
+    config = write_config(tmp_path, {"split": True, "gmm": {"target_n": 128}})
+    result = snakemake(
+        tmp_path, "--profile", str(REPO / "profiles/slurm"), "-n", "--configfile", config
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout + result.stderr)
+    counts = pd.Series([job["rule"] for job in jobs]).value_counts().to_dict()
+    expected = {  # this stage's rules; later stages add their own jobs
+        "simulate_demo": 1,
+        "import_particles": 1,
+        "split_halves": 1,
+        "gmm_level": 6,
+        "gmm_neutral": 3,
+        "gmm_evaluate": 3,
+        "all": 1,
+    }
+    assert {rule: counts.get(rule) for rule in expected} == expected
+    levels = {job["wildcards"] for job in jobs if job["rule"] == "gmm_level"}
+    assert levels == {f"half={h}, level={k}" for h in ("all", "even", "odd") for k in (0, 1)}
+    site = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["default-resources"]
+    for job in jobs:
+        assert job["slurm_partition"] == site["slurm_partition"], job
+        assert job["slurm_account"] == site["slurm_account"], job
+        if job["rule"] not in LOCAL_RULES:
+            assert int(job["mem_mb"]) > 0 and int(job["runtime"]) > 0, job
+    gmm_jobs = [job for job in jobs if job["rule"] == "gmm_level"]
+    assert all(job["gpu"] == "0" for job in gmm_jobs)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"seed": "abc"}, "config key 'seed': 'abc' is not of type 'integer'"),
+        ({"gmm": {"epochs": "ten"}}, "config key 'gmm.epochs': 'ten' is not of type 'integer'"),
+        ({"gmm": {"epoch": 3}}, "config key 'gmm': Additional properties are not allowed ('epoch'"),
+        ({"particle": "x.star"}, "config: Additional properties are not allowed ('particle'"),
+        (
+            {"gmm": {"target_n": 32}},
+            "gmm.target_n: expected at least gmm.start_n (64), got 32",
+        ),
+        ({"particles": "missing.star"}, "particles: file not found: missing.star"),
+        ({**USER_DATA, "mask": "small.mrc"}, "mask: box 20x20x20 of small.mrc differs"),
+        ({**USER_DATA, "map": "nomap.mrc"}, "map: file not found: nomap.mrc"),
+    ],
+    ids=[
+        "type",
+        "nested-type",
+        "unknown-key",
+        "unknown-top-key",
+        "levels",
+        "particles",
+        "mask-box",
+        "map",
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, config, message):
+    (tmp_path / "p.star").write_text("data_particles\n")
+    write_mrc(tmp_path / "m.mrc", 16)
+    write_mrc(tmp_path / "small.mrc", 20)
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", write_config(tmp_path, config))
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """The tiny demo run end to end, killed (SIGKILL) during the GMM's second level and resumed.
+
+    Returns the working directory, level 0's modification time when the run was
+    killed and the resumed run's output.
+    """
+    workdir = tmp_path_factory.mktemp("tiny")
+    config = write_config(workdir, TINY)
+    results = workdir / "results"
+    first_log = workdir / "killed_run.log"
+    with first_log.open("w") as log:
+        first = snakemake(
+            workdir,
+            "--cores",
+            "2",
+            "--configfile",
+            config,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        # Level 1 starts (its script opens its log) only once level 0 is recorded complete.
+        level_1_started = results / "logs/gmm_level/all_level_1.log"
+        deadline = time.monotonic() + 400
+        while not level_1_started.exists() and first.poll() is None:
+            assert time.monotonic() < deadline, "level 1 of the GMM did not start in time"
+            time.sleep(0.2)
+        assert first.poll() is None, f"run ended before GMM level 1:\n{first_log.read_text()}"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    level_0 = results / "gmm/all/level_0.txt"
+    killed_at = level_0.stat().st_mtime_ns
+    unlock = snakemake(workdir, "--unlock", "--configfile", config)
+    assert unlock.returncode == 0, unlock.stderr
+    resumed = snakemake(
+        workdir, "--profile", str(REPO / "profiles/local"), "--cores", "2", "--configfile", config
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    return {
+        "workdir": workdir,
+        "level_0_mtime": killed_at,
+        "output": resumed.stdout + resumed.stderr,
+    }
+
+
+def test_killed_gmm_build_resumes_from_last_finished_level(tiny_run):
+    results = tiny_run["workdir"] / "results"
+    assert (results / "gmm/all/level_0.txt").stat().st_mtime_ns == tiny_run["level_0_mtime"]
+    rerun = {
+        job["wildcards"] for job in planned_jobs(tiny_run["output"]) if job["rule"] == "gmm_level"
+    }
+    assert rerun == {"half=all, level=1"}
+
+
+def test_tiny_demo_end_to_end(tiny_run):
+    results = tiny_run["workdir"] / "results"
+    for name in (
+        "particles.star",
+        "particles.mrcs",
+        "consensus.mrc",
+        "mask.mrc",
+        "ground_truth.csv",
+    ):
+        assert (results / "demo" / name).is_file(), name
+    meta = pd.read_json(results / "import/meta.json", typ="series")
+    assert meta["n_particles"] == 40 and meta["box"] == 32
+    tables = {half: pd.read_csv(results / f"import/{half}.csv") for half in ("all", "even", "odd")}
+    assert len(tables["all"]) == 40
+    assert sorted([*tables["even"]["index"], *tables["odd"]["index"]]) == list(range(40))
+    assert set(tables["even"]["subset"]) == {1} and set(tables["odd"]["subset"]) == {2}
+    for name in ("neutral.txt", "neutral.pdb", "neutral.mrc", "fsc.csv", "fsc.png"):
+        assert (results / "gmm/all" / name).stat().st_size > 0, name
+    with mrcfile.open(results / "gmm/all/neutral.mrc") as mrc:
+        assert mrc.data.shape == (32, 32, 32)
+        assert math.isclose(float(mrc.voxel_size.x), 4.0, rel_tol=1e-4)
+    for rule in ("simulate_demo", "import_particles", "split_halves"):
+        assert (results / f"logs/{rule}.log").is_file() and (
+            results / f"benchmarks/{rule}.tsv"
+        ).is_file()
+
+
+def test_tiny_gmm_matches_the_map_below_target_resolution(tiny_run):
+    """Methods: done when FSC(GMM, map) >= 0.95 at every frequency below the target resolution."""
+    fsc = pd.read_csv(tiny_run["workdir"] / "results/gmm/all/fsc.csv")
+    last = fsc[fsc["level"] == fsc["level"].max()]
+    below = last[(last["shell"] >= 1) & (last["resolution"] >= TINY["gmm"]["target_resolution"])]
+    assert len(below) > 0
+    assert below["fsc"].min() >= 0.95, below
+
+
+def test_where_prints_the_results_directory(tiny_run):
+    workdir = tiny_run["workdir"]
+    result = subprocess.run(
+        [sys.executable, "-m", "gmmscape.cli", "where", "--configfile", "test_config.yaml"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"results: {workdir / 'results'}" in result.stdout
+    assert str(workdir / "results/gmm/all/neutral.pdb") in result.stdout
