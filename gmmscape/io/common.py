@@ -39,7 +39,8 @@ def resolve_path(name: str, base_dir: Path, what: str) -> Path:
     RELION writes image paths relative to its project folder (the cwd of the run), other
     tools relative to the STAR/.lst file, so both are tried in that order.
     """
-    candidates = [Path(name)] if Path(name).is_absolute() else [base_dir / name, Path.cwd() / name]
+    relative = [(base_dir / name).resolve(), (Path.cwd() / name).resolve()]
+    candidates = [Path(name)] if Path(name).is_absolute() else list(dict.fromkeys(relative))
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
