@@ -23,6 +23,8 @@ test: install
 
 run: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores 1 --configfile config.yaml \
+		--report $$($(BIN)/python -m gmmscape.cli where --configfile config.yaml --outdir-only)/report.html
 	@$(BIN)/python -m gmmscape.cli where --configfile config.yaml
 
 lint: install

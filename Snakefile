@@ -20,6 +20,9 @@ include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/import.smk"
 include: "rules/gmm.smk"
+include: "rules/train.smk"
+include: "rules/landscape.smk"
+include: "rules/report.smk"
 
 
 localrules:
@@ -31,3 +34,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        LANDSCAPE_OUTPUTS,

@@ -56,6 +56,9 @@ def add_where(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="workflow config file(s) as given to snakemake, later ones win (default: config.yaml)",
     )
+    parser.add_argument(
+        "--outdir-only", action="store_true", help="print only the results directory (scripts)"
+    )
 
 
 def run_where(args: argparse.Namespace) -> None:
@@ -70,8 +73,19 @@ def run_where(args: argparse.Namespace) -> None:
             raise InputError(f"--configfile: file not found: {name}")
         outdir = (yaml.safe_load(Path(name).read_text()) or {}).get("outdir", outdir)
     root = Path(outdir).resolve()
+    if args.outdir_only:
+        print(root)
+        return
     print(f"results: {root}")
-    for pattern in ("gmm/*/neutral.pdb", "gmm/*/fsc.png"):
+    patterns = (
+        "gmm/*/neutral.pdb",
+        "gmm/*/fsc.png",
+        "landscape/*/latent.csv",
+        "landscape/*/umap_scatter.png",
+        "landscape/*/classes.csv",
+        "reproducibility/*/verdict.txt",
+    )
+    for pattern in patterns:
         for path in sorted(root.glob(pattern)):
             print(f"  {path}")
     report = root / "report.html"
@@ -81,10 +95,39 @@ def run_where(args: argparse.Namespace) -> None:
         print(f"report: not made yet; `snakemake --report {report}` writes it")
 
 
+def add_decode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="training run directory (train/{run})")
+    parser.add_argument(
+        "--latent",
+        action="append",
+        metavar="Z0,Z1,...",
+        help="a latent point, comma-separated (repeatable; --latent=-1,0 for a leading minus)",
+    )
+    parser.add_argument("--latent-file", help="CSV of latent points with columns z0..z{d-1}")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--box", type=int, help="box of the MRC maps (default: the neutral GMM's map)"
+    )
+    parser.add_argument(
+        "--apix", type=float, help="pixel size in Angstrom (default: the neutral GMM's map)"
+    )
+
+
+def run_decode(args: argparse.Namespace) -> None:
+    """Decode latent points to GMMs, written as text, PDB and MRC density."""
+    from .decode import load_decoder, parse_points, write_points
+
+    decoder = load_decoder(args.run)
+    points = parse_points(args.latent, args.latent_file, decoder.latent_dim)
+    for path in write_points(decoder, points, args.out, box=args.box, apix=args.apix):
+        print(path)
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]
 COMMANDS: dict[str, Command] = {
     "simulate": (add_simulate, run_simulate),
     "where": (add_where, run_where),
+    "decode": (add_decode, run_decode),
 }
 
 

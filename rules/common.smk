@@ -113,6 +113,11 @@ wildcard_constraints:
     level="|".join(str(k) for k in range(N_LEVELS)),
 
 
+def train_run(path):
+    """A file of one training run, train/{mode}_{half}/<path>."""
+    return out(f"train/{{mode}}_{{half}}/{path}")
+
+
 def runtime(minutes):
     """Runtime request in minutes that grows with each retry (profiles set `retries`)."""
     return lambda wildcards, attempt: minutes * attempt

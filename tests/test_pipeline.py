@@ -127,13 +127,22 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout + result.stderr)
     counts = pd.Series([job["rule"] for job in jobs]).value_counts().to_dict()
-    expected = {  # this stage's rules; later stages add their own jobs
+    per_half = 3  # all, even, odd; one training mode (config.yaml: train.modes [all])
+    expected = {
         "simulate_demo": 1,
         "import_particles": 1,
         "split_halves": 1,
-        "gmm_level": 6,
-        "gmm_neutral": 3,
-        "gmm_evaluate": 3,
+        "gmm_level": 2 * per_half,
+        "gmm_neutral": per_half,
+        "gmm_evaluate": per_half,
+        "features": per_half,
+        "train": per_half,
+        "landscape_embed": per_half,
+        "landscape_classes": per_half,
+        "landscape_subsets": per_half,
+        "landscape_trajectories": per_half,
+        "consensus_halves": 1,
+        "reproducibility": 1,
         "all": 1,
     }
     assert {rule: counts.get(rule) for rule in expected} == expected
@@ -266,6 +275,18 @@ def test_tiny_demo_end_to_end(tiny_run):
         assert (results / f"logs/{rule}.log").is_file() and (
             results / f"benchmarks/{rule}.tsv"
         ).is_file()
+
+
+def test_tiny_demo_writes_the_latent_contract(tiny_run):
+    """DESIGN.md: landscape/{run}/latent.csv joins back to the input rows."""
+    results = tiny_run["workdir"] / "results"
+    latent = pd.read_csv(results / "landscape/all_all/latent.csv")
+    dims = [c for c in latent.columns if c.startswith("z")]
+    assert list(latent.columns) == ["index", *dims, "pc0", "pc1", "umap0", "umap1", "cluster"]
+    assert len(dims) == 4
+    junk = pd.read_csv(results / "train/all_all/junk.csv")
+    assert sorted([*latent["index"], *junk["index"]]) == list(range(40))
+    assert latent[dims].notna().all().all()
 
 
 def test_tiny_gmm_matches_the_map_below_target_resolution(tiny_run):

@@ -1,0 +1,127 @@
+"""2D views of the latent space: PCA (invertible, for trajectories) and UMAP (for clusters).
+
+PCA keeps every component so ``pca_.inverse_transform`` maps any point of PC space
+back to a latent vector the decoder accepts (paper: "PCA conveniently preserves the
+inverse transform"); the full SVD with sklearn's sign convention makes it a pure
+function of the data, so later stages refit it instead of storing it. UMAP is seeded,
+which also makes umap-learn run single-threaded and deterministic.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+
+from .clustering import SPACES
+from .errors import InputError
+
+
+def latent_columns(frame: pd.DataFrame) -> list[str]:
+    """The latent columns z0..z{d-1} of a latent table, in order; raises if there are none."""
+    columns = []
+    while f"z{len(columns)}" in frame.columns:
+        columns.append(f"z{len(columns)}")
+    if not columns:
+        raise InputError("latent table: expected columns z0, z1, ... (DESIGN.md latent.csv)")
+    return columns
+
+
+def fit_pca(latent: np.ndarray) -> PCA:
+    """PCA of latent vectors (n, d) with all d components, deterministic and invertible."""
+    latent = np.asarray(latent, dtype=np.float64)
+    if latent.ndim != 2 or len(latent) < 2:
+        raise InputError(f"latent vectors: expected at least 2 rows of (n, d), got {latent.shape}")
+    return PCA(n_components=latent.shape[1], svd_solver="full").fit(latent)
+
+
+class LatentEmbedding(TransformerMixin, BaseEstimator):
+    """PCA and (optionally) UMAP of latent vectors, as columns pc0, pc1[, umap0, umap1].
+
+    Parameters mirror umap-learn's; ``random_state`` seeds UMAP. After ``fit``:
+    ``pca_`` (all components), ``embedding_`` (n, 2) UMAP coordinates of the fitted
+    points or None, ``columns_`` the names of ``fit_transform``'s columns.
+    """
+
+    def __init__(
+        self,
+        umap: bool = True,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        random_state: int = 0,
+    ):
+        self.umap = umap
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y=None) -> LatentEmbedding:
+        X = np.asarray(X, dtype=np.float64)
+        self.pca_ = fit_pca(X)
+        self.embedding_ = self._umap(X) if self.umap else None
+        self.columns_ = ["pc0", "pc1"] + (["umap0", "umap1"] if self.umap else [])
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """PC coordinates of any points; UMAP columns only for the fitted points themselves."""
+        pcs = self._first_two(self.pca_.transform(np.asarray(X, dtype=np.float64)))
+        if self.embedding_ is None:
+            return pcs
+        if len(X) != len(self.embedding_):
+            raise ValueError("UMAP coordinates exist only for the fitted points")
+        return np.column_stack([pcs, self.embedding_])
+
+    def fit_transform(self, X: np.ndarray, y=None) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    @staticmethod
+    def _first_two(pcs: np.ndarray) -> np.ndarray:
+        """pc0, pc1 (a 1D latent gets a zero pc1, so every table has both columns)."""
+        return pcs[:, :2] if pcs.shape[1] >= 2 else np.column_stack([pcs, np.zeros(len(pcs))])
+
+    def _umap(self, X: np.ndarray) -> np.ndarray:
+        import umap  # imports TensorFlow (parametric UMAP): only when UMAP runs
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # n_jobs overridden by random_state, spectral init
+            model = umap.UMAP(
+                n_components=2,
+                n_neighbors=max(2, min(self.n_neighbors, len(X) - 1)),
+                min_dist=self.min_dist,
+                random_state=self.random_state,
+            )
+            return model.fit_transform(X).astype(np.float64)
+
+
+def whitened(pca: PCA, latent: np.ndarray) -> np.ndarray:
+    """PC scores scaled to unit variance. The latent's axes have no common scale; two
+    parallel curves (a composition split across a motion) longer than their gap are cut
+    along their length by k-means on the raw latent and across it once whitened."""
+    std = np.sqrt(np.maximum(pca.explained_variance_, 1e-12 * pca.explained_variance_.max()))
+    return pca.transform(latent) / std
+
+
+def make_landscape(
+    latent: pd.DataFrame,
+    embedding: LatentEmbedding,
+    clusters: BaseEstimator,
+    space: str = "umap",
+) -> pd.DataFrame:
+    """The landscape table (DESIGN.md latent.csv): the training latent table plus
+    ``pc0, pc1[, umap0, umap1]`` and ``cluster``, clustered in ``space``
+    (``latent``: z columns, ``pca``: all PCs whitened, ``umap``: the 2D UMAP view)."""
+    z = latent[latent_columns(latent)].to_numpy(np.float64)
+    if space not in SPACES:
+        raise InputError(f"landscape.cluster.space: expected one of {SPACES}, got {space!r}")
+    if space == "umap" and not embedding.umap:
+        raise InputError("landscape.cluster.space: 'umap' needs landscape.umap: true")
+    view = pd.DataFrame(embedding.fit_transform(z), columns=embedding.columns_, index=latent.index)
+    points = {"latent": z, "pca": whitened(embedding.pca_, z), "umap": embedding.embedding_}[space]
+    table = pd.concat(
+        [latent.drop(columns=["cluster", *view.columns], errors="ignore"), view], axis=1
+    )
+    table["cluster"] = clusters.fit_predict(points)
+    return table

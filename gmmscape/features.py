@@ -1,0 +1,213 @@
+"""Encoder input: each particle's FRC-loss gradient with respect to the neutral GMM.
+
+The gradient is taken in the GMM's own coordinates, so it does not depend on the
+particle's orientation or shift (paper, "The e2gmm method"). Features are written to
+an ``.npy`` array (n, 5N), row i for table row i, with a JSON sidecar
+(``<name>.json``) that ties them to their GMM, table, box and resolution band.
+
+Normalisation (second pass over the file): every column is centred on its mean over
+the data set (the mean is the part of the gradient every particle shares: the
+neutral model's own misfit), then each parameter kind (x, y, z, amplitude, sigma)
+is divided by the RMS of its centred columns. One scale per kind keeps the relative
+size of informative and uninformative Gaussians (a per-column scale would blow up
+pure-noise columns to the size of the signal) while putting positions, amplitudes and
+widths, whose gradients differ by orders of magnitude, on one footing.
+
+Particles whose image has a non-finite pixel or whose gradient is not finite are
+junk: their row is zero, they are left out of the statistics and listed in the sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from .errors import InputError
+from .io.common import atomic_output
+from .projection import FourierGrid, images_ft, particle_gradients
+from .streaming import ParticleSet, read_rows, sequential_chunks, write_rows
+
+log = logging.getLogger(__name__)
+
+
+def gmm_checksum(gmm: np.ndarray) -> str:
+    """SHA-256 of the model as float32: identical for the same parsed GMM file."""
+    data = np.ascontiguousarray(np.asarray(gmm, dtype=np.float32))
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """The sidecar: what the features were computed from, and how they were scaled."""
+
+    gmm_sha256: str
+    n_gaussians: int
+    n_particles: int
+    box: int
+    apix: float
+    res_lo: float | None
+    res_hi: float | None
+    ring_lo: int
+    ring_hi: int
+    table: str
+    scale: list[float]  # per parameter kind: x, y, z, amplitude, sigma
+    junk_rows: list[int]  # table rows (0-based) of junk particles
+    junk_index: list[int]  # the same particles' `index` (row in the user's input)
+
+
+def sidecar_path(features: str | os.PathLike) -> Path:
+    return Path(features).with_suffix(".json")
+
+
+def _gradient_function(grid: FourierGrid, n_gaussians: int) -> Callable:
+    """particle_gradients as a graph with a fixed signature (one trace for every batch)."""
+    ny, nx = grid.shape
+    spec = tf.TensorSpec
+
+    @tf.function(
+        input_signature=[
+            spec((n_gaussians, 5), tf.float32),
+            spec((None, 3, 3), tf.float32),
+            spec((None, 2), tf.float32),
+            spec((None, ny, nx), tf.float32),
+            spec((None, ny, nx), tf.float32),
+        ]
+    )
+    def gradients(gmm, rot, shift, i_re, i_im):
+        return particle_gradients(gmm, rot, shift, i_re, i_im, grid)
+
+    return gradients
+
+
+def _raw_pass(
+    gmm: np.ndarray, particles: ParticleSet, grid: FourierGrid, out: Path, batch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write raw gradients into `out`; return per-column sum and sum of squares, and junk."""
+    gradients = _gradient_function(grid, len(gmm))
+    model = tf.constant(gmm, tf.float32)
+    total = np.zeros(gmm.size, np.float64)
+    total_sq = np.zeros(gmm.size, np.float64)
+    junk = np.zeros(particles.n, bool)
+    for k, rows in enumerate(sequential_chunks(particles.n, batch)):
+        images = particles.images(rows)
+        i_re, i_im = images_ft(np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0), grid)
+        grad = gradients(
+            model, particles.rotations[rows], particles.shifts[rows], i_re, i_im
+        ).numpy()
+        grad = grad.reshape(len(rows), -1)
+        bad = ~np.isfinite(images).all(axis=(1, 2)) | ~np.isfinite(grad).all(axis=1)
+        grad[bad] = 0.0
+        junk[rows] = bad
+        write_rows(out, rows[0], grad)
+        total += grad.sum(0, dtype=np.float64)
+        total_sq += np.square(grad, dtype=np.float64).sum(0)
+        if k % 20 == 0 or rows[-1] == particles.n - 1:
+            log.info("features: %d/%d particles", rows[-1] + 1, particles.n)
+    return total, total_sq, junk
+
+
+def _scales(total: np.ndarray, total_sq: np.ndarray, n_good: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column means (5N,) and per-kind RMS scales (5,) of the centred gradients."""
+    mean = total / n_good
+    var = np.maximum(total_sq / n_good - mean**2, 0.0).reshape(-1, 5)
+    scale = np.sqrt(var.mean(axis=0))
+    return mean, np.where(scale > 0, scale, 1.0)
+
+
+def compute_features(
+    gmm: np.ndarray,
+    particles: ParticleSet,
+    out: str | os.PathLike,
+    *,
+    res_lo: float | None,
+    res_hi: float | None,
+    batch: int = 64,
+) -> FeatureInfo:
+    """Write the normalised gradient features of every particle to `out` (.npy) + sidecar."""
+    gmm = np.asarray(gmm, dtype=np.float32)
+    grid = FourierGrid(particles.box, particles.apix, res_lo, res_hi)
+    n, width = particles.n, gmm.size
+    log.info(
+        "features: %d particles, %d Gaussians, box %d, rings %d-%d",
+        n,
+        len(gmm),
+        grid.box,
+        grid.ring_lo,
+        grid.ring_hi,
+    )
+    out = Path(out)
+    with atomic_output(out) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width)).flush()
+        total, total_sq, junk = _raw_pass(gmm, particles, grid, tmp, batch)
+        n_good = int((~junk).sum())
+        if n_good == 0:
+            raise InputError(f"{particles.table}: every particle is junk (non-finite images)")
+        mean, scale = _scales(total, total_sq, n_good)
+        divisor = np.tile(scale, len(gmm)).astype(np.float32)
+        for rows in sequential_chunks(n, 4096):
+            block = (read_rows(tmp, rows) - mean.astype(np.float32)) / divisor
+            block[junk[rows]] = 0.0
+            write_rows(tmp, rows[0], block)
+    junk_rows = np.flatnonzero(junk)
+    if junk_rows.size:
+        log.warning(
+            "features: %d junk particles (non-finite image or gradient), index %s",
+            junk_rows.size,
+            ", ".join(str(i) for i in particles.index[junk_rows][:20]),
+        )
+    info = FeatureInfo(
+        gmm_sha256=gmm_checksum(gmm),
+        n_gaussians=len(gmm),
+        n_particles=n,
+        box=grid.box,
+        apix=float(grid.apix),
+        res_lo=res_lo,
+        res_hi=res_hi,
+        ring_lo=grid.ring_lo,
+        ring_hi=grid.ring_hi,
+        table=str(particles.table),
+        scale=[float(s) for s in scale],
+        junk_rows=[int(r) for r in junk_rows],
+        junk_index=[int(i) for i in particles.index[junk_rows]],
+    )
+    with atomic_output(sidecar_path(out)) as tmp:
+        tmp.write_text(json.dumps(asdict(info), indent=1) + "\n")
+    return info
+
+
+def open_features(path: str | os.PathLike, gmm: np.ndarray, particles: ParticleSet) -> FeatureInfo:
+    """The sidecar of a features file, after checking it belongs to this GMM and table."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not path.is_file() or not side.is_file():
+        raise InputError(f"{path}: features file or its sidecar {side.name} not found")
+    info = FeatureInfo(**json.loads(side.read_text()))
+    if info.gmm_sha256 != gmm_checksum(gmm) or info.n_gaussians != len(gmm):
+        raise InputError(
+            f"{path}: features were computed from another GMM ({info.n_gaussians} Gaussians, "
+            f"sha256 {info.gmm_sha256[:12]}) than the neutral model given ({len(gmm)} Gaussians, "
+            f"sha256 {gmm_checksum(gmm)[:12]}); recompute the features"
+        )
+    if info.n_particles != particles.n:
+        raise InputError(
+            f"{path}: features hold {info.n_particles} particles, the table "
+            f"{particles.table} has {particles.n}; recompute the features"
+        )
+    if info.box != particles.box or not np.isclose(info.apix, particles.apix, rtol=1e-4):
+        raise InputError(
+            f"{path}: features were computed at box {info.box}, {info.apix:.4g} A/pixel; "
+            f"the stack {particles.stack.path} has box {particles.box}, "
+            f"{particles.apix:.4g} A/pixel"
+        )
+    shape = np.load(path, mmap_mode="r").shape
+    if shape != (info.n_particles, 5 * info.n_gaussians):
+        raise InputError(f"{path}: array of shape {shape} does not match its sidecar {side.name}")
+    return info

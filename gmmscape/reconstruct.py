@@ -1,0 +1,452 @@
+"""3D reconstruction by direct Fourier inversion, with CTF weighting, streamed from disk.
+
+Each particle's 2D transform is the central slice of the map's 3D transform
+(docs/conventions.md: a map point c lands at R[:2] @ c + t in the image), so the
+image frequency k = (kx, ky) samples the map at K = R^T (kx, ky, 0) =
+kx * R[0] + ky * R[1], after undoing the shift: F0(k) = F(k) exp(+2 pi i k.t / b).
+
+A recorded image is X = CTF * P + noise. Per Fourier voxel the least-squares
+(Wiener-regularised) estimate of the map's transform is
+
+    V(K) = sum_i CTF_i X_i / (sum_i CTF_i^2 + lambda),
+
+sums over the samples that land on the voxel. The import's stack is phase-flipped,
+Y = sign(CTF) X, so CTF X = |CTF| Y: flipped images are weighted by |CTF|, raw
+images by CTF, and the normaliser is CTF^2 either way. lambda = wiener * the mean
+of the normaliser inside the Nyquist sphere: a small constant that keeps sparsely
+sampled voxels from blowing up, relative so it does not depend on the data's size.
+
+Samples are spread to the 8 neighbouring voxels with trilinear weights (or to the
+nearest voxel); numerator and normaliser get the same weights, so their ratio is a
+local average of the data. That damps the map a little towards the box edge, but a
+sinc^2 gridding correction made the FSC against the true map worse in tests (lowest
+FSC to 2/3 Nyquist 0.94 instead of 0.98), so none is applied. Sums live on the
+half-space rfftn grid (kz, ky, kx >= 0): a sample with Kx < 0 is stored as its
+Friedel mate (-K, conjugate), and a sample with Kx < 1 also as its mate, so the
+kx = 0 plane receives both members of every Hermitian pair. Each image contributes
+the Hermitian-unique half of its rfft2 grid (kx > 0, or kx = 0 and ky >= 0) inside
+radius b/2 - 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .ctf import CTFParams, ctf_2d
+from .errors import InputError
+from .fourier import check_box, to_fourier
+from .fsc import fsc_table, resolution_at, shell_weights
+from .importer import ROTATION_COLUMNS
+from .io.mrc import MrcStack, read_map, write_map
+from .io.stacks import ImageStack, open_stack
+
+INTERPOLATIONS = ("trilinear", "nearest")
+_SAMPLES_PER_STEP = 1 << 17  # slice samples scattered at once (x8 corners): bounds memory
+
+
+@cache
+def _slice_points(box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kx, ky, flat rfft2 index) of the Hermitian-unique image frequencies inside b/2 - 1."""
+    half = box // 2
+    ky = np.fft.fftfreq(box, 1.0 / box)[:, None]
+    kx = np.arange(half + 1, dtype=np.float64)[None, :]
+    keep = (np.hypot(kx, ky) <= half - 1) & ((kx > 0) | (ky >= 0))
+    flat = np.flatnonzero(keep)
+    kx_all, ky_all = np.broadcast_arrays(kx, ky)
+    return kx_all.ravel()[flat], ky_all.ravel()[flat], flat
+
+
+@dataclass
+class FourierVolume:
+    """Running CTF-weighted sums of one reconstruction on the rfftn grid of a box."""
+
+    box: int
+    numerator: np.ndarray  # complex128 (b, b, b//2+1): sum of CTF * image samples
+    normaliser: np.ndarray  # float64 (b, b, b//2+1): sum of CTF^2
+    count: int = 0  # particles inserted
+
+    @classmethod
+    def empty(cls, box: int) -> FourierVolume:
+        box = check_box(box)
+        shape = (box, box, box // 2 + 1)
+        return cls(box, np.zeros(shape, np.complex128), np.zeros(shape, np.float64))
+
+    def __add__(self, other: FourierVolume) -> FourierVolume:
+        """Sums of two disjoint particle sets, e.g. the two half maps into the full map."""
+        if other.box != self.box:
+            raise ValueError(f"cannot add reconstructions of boxes {self.box} and {other.box}")
+        return FourierVolume(
+            self.box,
+            self.numerator + other.numerator,
+            self.normaliser + other.normaliser,
+            self.count + other.count,
+        )
+
+    def add(self, samples: SliceSamples, select: np.ndarray, interpolation: str) -> None:
+        """Insert the particles `select` (positions in the batch) of a batch of slices."""
+        if len(select) == 0:
+            return
+        key, value, weight = samples.take(select)
+        for start in range(0, len(weight), _SAMPLES_PER_STEP):
+            part = slice(start, start + _SAMPLES_PER_STEP)
+            flat, spread = _neighbours(key[part], self.box, interpolation)
+            shape, n = self.normaliser.shape, self.normaliser.size
+            data = (spread * value[part, None]).ravel()
+            re = np.bincount(flat, data.real, minlength=n)
+            im = np.bincount(flat, data.imag, minlength=n)
+            self.numerator += (re + 1j * im).reshape(shape)
+            norm = (spread * weight[part, None]).ravel()
+            self.normaliser += np.bincount(flat, norm, minlength=n).reshape(shape)
+        self.count += len(select)
+
+    def volume(self, wiener: float = 1e-3) -> np.ndarray:
+        """The map [z, y, x] float32: numerator / (normaliser + lambda), back to real space."""
+        if self.count == 0:
+            raise InputError("reconstruction: no particles were inserted")
+        inside = shell_weights(self.box)[0] <= self.box // 2 - 1  # the inserted sphere
+        lam = wiener * float(self.normaliser[inside].mean())
+        ft = self.numerator / (self.normaliser + lam)
+        ft[~inside] = 0.0
+        vol = np.fft.fftshift(np.fft.irfftn(ft, s=(self.box,) * 3))
+        return vol.astype(np.float32)
+
+
+def _neighbours(key: np.ndarray, box: int, interpolation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flat rfftn indices (m*c,) and weights (m, c) of the voxels a sample at K (m, 3) feeds
+    (c = 8 trilinear corners or 1 nearest voxel), built axis by axis.
+
+    K = (Kx, Ky, Kz) with Kx > -1; corners with kx < 0 are dropped (weight 0, index 0):
+    they are the Friedel copies of kx > 0 voxels, which the sample's mate already feeds.
+    """
+    width = box // 2 + 1
+    if interpolation == "nearest":
+        base = np.rint(key).astype(np.int64)
+        index = [base[:, a : a + 1] for a in range(3)]
+        weight = [np.ones((len(key), 1))] * 3
+    else:
+        floor = np.floor(key)
+        frac = key - floor
+        base = floor.astype(np.int64)
+        index = [base[:, a : a + 1] + np.array([0, 1]) for a in range(3)]
+        weight = [np.stack([1.0 - frac[:, a], frac[:, a]], -1) for a in range(3)]
+    (ix, iy, iz), (wx, wy, wz) = index, weight
+    wx = np.where(ix >= 0, wx, 0.0)
+    ix = np.maximum(ix, 0)
+    flat = ((iz % box)[:, :, None, None] * box + (iy % box)[:, None, :, None]) * width
+    flat = flat + ix[:, None, None, :]
+    spread = wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]
+    m = len(key)
+    return flat.reshape(-1), spread.reshape(m, -1)
+
+
+@dataclass(frozen=True)
+class SliceSamples:
+    """A batch of particles as samples of 3D Fourier space: positions, data, CTF^2.
+
+    Arrays are (B, P) per particle and slice point; ``take`` flattens the chosen
+    particles' samples, folding Kx < 0 onto the mate and duplicating Kx < 1.
+    """
+
+    key: np.ndarray  # (B, P, 3) float64 K = (Kx, Ky, Kz) in Fourier voxels
+    value: np.ndarray  # (B, P) complex128: data weight * F0
+    weight: np.ndarray  # (B, P) float64: CTF^2
+
+    @classmethod
+    def from_images(
+        cls,
+        images: np.ndarray,
+        rot: np.ndarray,
+        shift: np.ndarray,
+        ctf: np.ndarray,
+        flipped: bool,
+    ) -> SliceSamples:
+        """images (B, b, b), rot (B, 3, 3), shift (B, 2) pixels, ctf (B, b, b//2+1)."""
+        box = images.shape[-1]
+        kx, ky, flat = _slice_points(box)
+        batch = len(images)
+        ft = to_fourier(np.asarray(images, np.float64)).reshape(batch, -1)[:, flat]
+        c = np.asarray(ctf, np.float64).reshape(batch, -1)[:, flat]
+        phase = (2.0 * np.pi / box) * (kx * shift[:, :1] + ky * shift[:, 1:])
+        value = (np.abs(c) if flipped else c) * ft * np.exp(1j * phase)
+        rot = np.asarray(rot, np.float64)
+        key = kx[None, :, None] * rot[:, None, 0, :] + ky[None, :, None] * rot[:, None, 1, :]
+        return cls(key, value, c * c)
+
+    def take(self, select: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = self.key[select].reshape(-1, 3)
+        value = self.value[select].ravel()
+        weight = self.weight[select].ravel()
+        mirror = key[:, 0] < 0
+        key = np.where(mirror[:, None], -key, key)
+        value = np.where(mirror, value.conj(), value)
+        mate = key[:, 0] < 1.0
+        return (
+            np.concatenate([key, -key[mate]]),
+            np.concatenate([value, value[mate].conj()]),
+            np.concatenate([weight, weight[mate]]),
+        )
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where a table's particle images come from: box, pixel size, phase flipping, reader.
+
+    ``read(rows)`` returns the images of a slice of the canonical table in its order;
+    ``shift_scale`` converts the table's shifts (original box) to this box.
+    """
+
+    box: int
+    apix: float
+    flipped: bool
+    shift_scale: float
+    read: Callable[[pd.DataFrame], np.ndarray]
+
+
+def cropped_source(stack: str | os.PathLike, meta: dict) -> ImageSource:
+    """The import's phase-flipped, Fourier-cropped stack (import/stack.mrcs + meta.json)."""
+    images = MrcStack(stack)
+    if images.box != int(meta["box"]):
+        raise InputError(
+            f"{stack}: images are {images.box} pixels but meta.json says box {meta['box']}"
+        )
+    return ImageSource(
+        box=images.box,
+        apix=float(meta["apix"]),
+        flipped=True,
+        shift_scale=images.box / float(meta["box_original"]),
+        read=lambda rows: images.read(rows["stack_index"].to_numpy()),
+    )
+
+
+def original_source(table: pd.DataFrame, *, flipped: bool = False) -> ImageSource:
+    """The particles' own (unbinned) images, read from the table's source/source_index.
+
+    RELION particles are not phase-flipped (flipped=False); EMAN2 '__ctf_flip' stacks are.
+    """
+    boxes, apixes = table["box"].unique(), table["apix"].unique()
+    if len(boxes) != 1 or np.ptp(apixes) > 1e-3 * apixes[0]:
+        raise InputError(
+            "reconstruction at the original box needs one box and pixel size for all particles, "
+            f"found boxes {sorted(boxes.tolist())} and pixel sizes {sorted(apixes.tolist())}"
+        )
+    stacks: dict[str, ImageStack] = {}
+
+    def read(rows: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(rows), int(boxes[0]), int(boxes[0])), np.float32)
+        index = rows["source_index"].to_numpy()
+        for source, where in rows.groupby("source", sort=False).indices.items():
+            if source not in stacks:
+                stacks[source] = open_stack(source)
+            out[where] = stacks[source].read(index[where])
+        return out
+
+    return ImageSource(int(boxes[0]), float(apixes[0]), flipped, 1.0, read)
+
+
+def reconstruct_sets(
+    table: pd.DataFrame,
+    source: ImageSource,
+    sets: Sequence[np.ndarray],
+    *,
+    chunk: int = 256,
+    interpolation: str = "trilinear",
+    progress: Callable[[str], None] | None = None,
+) -> list[FourierVolume]:
+    """One reconstruction per set of table rows (positions), in a single pass over the images.
+
+    Sets may overlap (e.g. the particles nearest neighbouring trajectory points): each
+    image is read and transformed once, then inserted into every set that holds it.
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise InputError(f"interpolation: expected one of {INTERPOLATIONS}, got {interpolation!r}")
+    sets = [np.asarray(s, dtype=np.int64) for s in sets]
+    volumes = [FourierVolume.empty(source.box) for _ in sets]
+    members = np.zeros((len(table), len(sets)), dtype=bool)
+    for k, rows in enumerate(sets):
+        members[rows, k] = True
+    needed = np.flatnonzero(members.any(axis=1))
+    order_key = table["stack_index"] if "stack_index" in table else np.arange(len(table))
+    needed = needed[np.argsort(np.asarray(order_key)[needed], kind="stable")]
+    for start in range(0, len(needed), chunk):
+        rows = needed[start : start + chunk]
+        part = table.iloc[rows]
+        samples = SliceSamples.from_images(
+            source.read(part),
+            part[ROTATION_COLUMNS].to_numpy(np.float64).reshape(-1, 3, 3),
+            part[["shift_x", "shift_y"]].to_numpy(np.float64) * source.shift_scale,
+            ctf_2d(CTFParams.from_table(part), source.box, source.apix),
+            source.flipped,
+        )
+        for k, volume in enumerate(volumes):
+            volume.add(samples, np.flatnonzero(members[rows, k]), interpolation)
+        if progress is not None:
+            progress(f"reconstruction: {min(start + chunk, len(needed))}/{len(needed)} particles")
+    return volumes
+
+
+def half_labels(subset: np.ndarray) -> np.ndarray:
+    """Half (1 or 2) of each particle of a set for its half maps: the even/odd ``subset``
+    when both occur in the set, else alternating rows (so a class of a run on one half of
+    the data still gets two half maps)."""
+    subset = np.asarray(subset)
+    if np.isin(1, subset) and np.isin(2, subset):
+        return subset
+    return np.arange(len(subset)) % 2 + 1
+
+
+@dataclass(frozen=True)
+class HalfMapResult:
+    """A map from a particle set, its two half maps and their FSC."""
+
+    full: np.ndarray
+    half1: np.ndarray
+    half2: np.ndarray
+    fsc: pd.DataFrame  # shell, resolution, fsc (gmmscape.fsc.fsc_table)
+    n_particles: int
+
+    def resolution(self, threshold: float = 0.143) -> float:
+        return resolution_at(self.fsc, threshold)
+
+
+def reconstruct_with_halves(
+    table: pd.DataFrame,
+    source: ImageSource,
+    sets: Sequence[np.ndarray],
+    *,
+    wiener: float = 1e-3,
+    mask: np.ndarray | None = None,
+    chunk: int = 256,
+    interpolation: str = "trilinear",
+    progress: Callable[[str], None] | None = None,
+) -> list[HalfMapResult]:
+    """Full map, half maps (halves from ``half_labels`` of each set) and FSC per set.
+
+    The optional soft ``mask`` multiplies both half maps before the FSC only.
+    """
+    subset = table["subset"].to_numpy()
+    split = [rows[half_labels(subset[rows]) == h] for rows in sets for h in (1, 2)]
+    volumes = reconstruct_sets(
+        table, source, split, chunk=chunk, interpolation=interpolation, progress=progress
+    )
+    results = []
+    for k in range(len(sets)):
+        first, second = volumes[2 * k], volumes[2 * k + 1]
+        if first.count == 0 or second.count == 0:
+            raise InputError(f"particle set {k}: a half map needs particles in both halves")
+        h1, h2 = first.volume(wiener), second.volume(wiener)
+        w = 1.0 if mask is None else mask
+        results.append(
+            HalfMapResult(
+                full=(first + second).volume(wiener),
+                half1=h1,
+                half2=h2,
+                fsc=fsc_table(h1 * w, h2 * w, source.apix),
+                n_particles=first.count + second.count,
+            )
+        )
+    return results
+
+
+def reconstruction_source(
+    table: pd.DataFrame, import_dir: str | os.PathLike, meta: dict, scale: str = "crop"
+) -> ImageSource:
+    """The image source named by the config: ``crop`` (training box) or ``original``."""
+    if scale == "crop":
+        return cropped_source(Path(import_dir) / "stack.mrcs", meta)
+    if scale == "original":
+        return original_source(table, flipped=bool(meta.get("source_flipped", False)))
+    raise InputError(f"landscape.reconstruct.scale: expected 'crop' or 'original', got {scale!r}")
+
+
+def table_rows(table: pd.DataFrame, index: np.ndarray) -> np.ndarray:
+    """Positions in the import table of the particles with original row numbers ``index``."""
+    position = pd.Series(np.arange(len(table)), index=table["index"].to_numpy())
+    index = np.asarray(index)
+    missing = ~np.isin(index, position.index)
+    if missing.any():
+        raise InputError(
+            f"latent table: particle index {index[missing][0]} is not in the import's "
+            "particles.csv (latent and import from different runs?)"
+        )
+    return position[index].to_numpy()
+
+
+def write_half_maps(result: HalfMapResult, stem: str | os.PathLike, apix: float) -> None:
+    """stem.mrc (full map), stem_half1.mrc, stem_half2.mrc and stem_fsc.csv."""
+    stem = Path(stem)
+    write_map(stem.with_suffix(".mrc"), result.full, apix)
+    for name in ("half1", "half2"):
+        write_map(stem.with_name(f"{stem.name}_{name}.mrc"), getattr(result, name), apix)
+    result.fsc.to_csv(stem.with_name(f"{stem.name}_fsc.csv"), index=False)
+
+
+def reconstruct_classes(
+    landscape: pd.DataFrame,
+    table: pd.DataFrame,
+    source: ImageSource,
+    outdir: str | os.PathLike,
+    *,
+    wiener: float = 1e-3,
+    mask: np.ndarray | None = None,
+    chunk: int = 256,
+    interpolation: str = "trilinear",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """Map, half maps and FSC of every class of a landscape table (``index``, ``cluster``)
+    into outdir as class_KK*.mrc / class_KK_fsc.csv. Unassigned particles (-1) and classes
+    of a single particle (no half maps) are skipped.
+
+    Returns the class table (cluster, particles, resolution_0.143, resolution_0.5, map)
+    and each class's FSC table.
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    sizes = landscape.loc[landscape["cluster"] >= 0, "cluster"].value_counts()
+    classes = sorted(sizes.index[sizes >= 2])
+    if progress is not None and len(classes) < len(sizes):
+        progress(f"classes of one particle, skipped: {sorted(sizes.index[sizes < 2])}")
+    rows = table_rows(table, landscape["index"].to_numpy())
+    sets = [rows[landscape["cluster"].to_numpy() == k] for k in classes]
+    results = reconstruct_with_halves(
+        table, source, sets, wiener=wiener, mask=mask, chunk=chunk,
+        interpolation=interpolation, progress=progress,
+    )  # fmt: skip
+    summary = []
+    for k, result in zip(classes, results, strict=True):
+        stem = outdir / f"class_{k:02d}"
+        write_half_maps(result, stem, source.apix)
+        summary.append(
+            {
+                "cluster": int(k),
+                "particles": result.n_particles,
+                "resolution_0.143": result.resolution(0.143),
+                "resolution_0.5": result.resolution(0.5),
+                "map": stem.with_suffix(".mrc").name,
+            }
+        )
+    fsc = {int(k): r.fsc for k, r in zip(classes, results, strict=True)}
+    return pd.DataFrame(summary), fsc
+
+
+def mask_at_box(mask: np.ndarray, box: int) -> np.ndarray:
+    """A soft mask [z, y, x] resampled (trilinear) to a cube of ``box``, clipped to [0, 1];
+    masks cover the same extent in Angstrom whatever their box."""
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.ndim != 3 or len(set(mask.shape)) != 1:
+        raise InputError(f"mask: expected a cubic 3D map, got shape {mask.shape}")
+    if mask.shape[0] != box:
+        mask = ndimage.zoom(mask, box / mask.shape[0], order=1, grid_mode=True, mode="nearest")
+    return np.clip(mask, 0.0, 1.0)
+
+
+def read_mask(path: str | os.PathLike | None, box: int) -> np.ndarray | None:
+    """The FSC mask file at a reconstruction's box (``mask_at_box``), or None without one."""
+    return mask_at_box(read_map(path)[0], box) if path else None

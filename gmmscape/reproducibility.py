@@ -1,0 +1,197 @@
+"""Even/odd reproducibility (paper, Methods "Reproducibility"): the two halves of the data
+are analysed independently end to end; their classes are matched one to one and compared.
+
+Matching: the Hungarian algorithm (scipy's linear_sum_assignment) on the mean FSC between
+class maps over shells 1..k, k where the consensus half maps' FSC falls to 0.5 (the
+frequencies the data resolve; low shells carry compositional differences).
+
+Agreement of a matched pair is judged at the consensus half maps' 0.5 resolution. Two
+random halves of the consensus reach FSC 0.5 there by definition, but a class has fewer
+particles than a consensus half, so even identical structures give less: with the
+consensus FSC f per shell, the signal-to-noise per particle is f / (1 - f) / m (m
+particles per consensus half) and two independent maps of n_a and n_b particles of the
+same structure are expected to reach FSC sqrt(s_a s_b / ((1 + s_a)(1 + s_b))),
+s = n f / ((1 - f) m). A pair agrees when its FSC there is at least that expectation
+minus ``fsc_margin`` (and so at least 0.5 - margin for classes as large as the halves),
+and its populations differ by at most ``population_tolerance`` percentage points. The
+analysis is reproducible when both halves found the same number of classes and every
+matched pair agrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from .errors import InputError
+from .fsc import fsc_table, resolution_at
+
+FSC_THRESHOLD = 0.5
+
+
+def match(score: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs (row, column) maximising the total score (rectangular allowed)."""
+    rows, cols = linear_sum_assignment(np.asarray(score, dtype=np.float64), maximize=True)
+    return list(zip(rows.tolist(), cols.tolist(), strict=True))
+
+
+def fsc_at(table: pd.DataFrame, resolution: float) -> float:
+    """FSC interpolated at a resolution (Angstrom), linear in spatial frequency."""
+    shells = table[table["shell"] >= 1]
+    return float(np.interp(1.0 / resolution, 1.0 / shells["resolution"], shells["fsc"]))
+
+
+def expected_fsc(consensus_fsc: float, per_half: float, n_a: float, n_b: float) -> float:
+    """FSC expected between maps of n_a and n_b particles of one structure, given the FSC
+    of two consensus halves of ``per_half`` particles each at the same shell."""
+    f = float(np.clip(consensus_fsc, 0.0, 0.999))
+    s_a, s_b = (n * f / ((1.0 - f) * per_half) for n in (n_a, n_b))
+    return float(np.sqrt(s_a * s_b / ((1.0 + s_a) * (1.0 + s_b))))
+
+
+@dataclass(frozen=True)
+class Reproducibility:
+    """The comparison of the two halves' classes."""
+
+    table: pd.DataFrame  # one row per matched (or unmatched) class
+    n_even: int
+    n_odd: int
+    consensus_resolution: float  # Angstrom, consensus half maps' FSC = 0.5
+    population_tolerance: float
+    fsc_margin: float
+    fsc: dict[tuple[int, int], pd.DataFrame]  # FSC curve of each matched pair
+    consensus_fsc: pd.DataFrame  # FSC of the consensus half maps
+
+    @property
+    def reproducible(self) -> bool:
+        return self.n_even == self.n_odd and bool(self.table["agrees"].all())
+
+    def verdict(self) -> str:
+        """One plain-language paragraph: the verdict and its reasons."""
+        if self.n_even != self.n_odd:
+            reasons = [f"the even half has {self.n_even} classes and the odd half {self.n_odd}"]
+        else:
+            reasons = [f"both halves have {self.n_even} classes"]
+        matched = self.table.dropna(subset=["class_even", "class_odd"])
+        reasons += self._populations(matched) + self._maps(matched)
+        word = "reproducible" if self.reproducible else "not reproducible"
+        return f"{word.capitalize()}: " + "; ".join(reasons) + "."
+
+    def _populations(self, matched: pd.DataFrame) -> list[str]:
+        diff = (matched["percent_even"] - matched["percent_odd"]).abs()
+        far = matched[diff > self.population_tolerance]
+        if len(far):
+            pairs = ", ".join(
+                f"{r.class_even}/{r.class_odd} ({r.percent_even:.1f}% vs {r.percent_odd:.1f}%)"
+                for r in far.itertuples()
+            )
+            return [
+                f"populations of matched classes (even/odd) differ by more than "
+                f"{self.population_tolerance:g} points: {pairs}"
+            ]
+        return [
+            f"populations of matched classes agree within {diff.max():.1f} points "
+            f"(tolerance {self.population_tolerance:g})"
+        ]
+
+    def _maps(self, matched: pd.DataFrame) -> list[str]:
+        res = self.consensus_resolution
+        weak = matched[matched["fsc_at_consensus"] < matched["fsc_expected"] - self.fsc_margin]
+        listing = ", ".join(
+            f"{r.class_even}/{r.class_odd} {r.fsc_at_consensus:.2f} (expected {r.fsc_expected:.2f})"
+            for r in (weak if len(weak) else matched).itertuples()
+        )
+        where = f"at {res:.1f} A, where the consensus half maps reach FSC 0.5"
+        if len(weak):
+            return [f"matched class maps disagree {where}: {listing}"]
+        return [
+            f"matched class maps agree {where}, as well as maps of the same structure from "
+            f"as many particles would: {listing}"
+        ]
+
+
+def compare_halves(
+    classes: tuple[pd.DataFrame, pd.DataFrame],
+    maps: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    consensus_halves: tuple[np.ndarray, np.ndarray],
+    consensus_particles: tuple[int, int],
+    apix: float,
+    *,
+    mask: np.ndarray | None = None,
+    population_tolerance: float = 10.0,
+    fsc_margin: float = 0.1,
+) -> Reproducibility:
+    """Match and compare the classes of the even and odd halves.
+
+    classes: per half, a class table with ``cluster``, ``particles`` and ``percent``
+    (rows in the order of ``maps``); maps: per half, one map per class;
+    consensus_halves: the maps of all even and all odd particles, and
+    consensus_particles their particle numbers; mask: optional soft mask for every FSC.
+    """
+    even, odd = maps
+    if not len(even) or not len(odd):
+        raise InputError("reproducibility: each half needs at least one class map")
+    w = 1.0 if mask is None else mask
+    consensus = fsc_table(consensus_halves[0] * w, consensus_halves[1] * w, apix)
+    res = resolution_at(consensus, FSC_THRESHOLD)
+    curves = {
+        (i, j): fsc_table(a * w, b * w, apix) for i, a in enumerate(even) for j, b in enumerate(odd)
+    }
+    top = max(1, int(round(even[0].shape[0] * apix / res)))
+    score = np.zeros((len(even), len(odd)))
+    for (i, j), curve in curves.items():
+        score[i, j] = curve["fsc"].to_numpy()[1 : top + 1].mean()
+    pairs = match(score)
+    info = [c.reset_index(drop=True) for c in classes]
+    per_half = float(np.mean(consensus_particles))
+    rows = []
+    for i, j in pairs:
+        a, b = info[0].loc[i], info[1].loc[j]
+        rows.append(
+            {
+                "class_even": a["cluster"],
+                "class_odd": b["cluster"],
+                "percent_even": a["percent"],
+                "percent_odd": b["percent"],
+                "particles_even": a["particles"],
+                "particles_odd": b["particles"],
+                "mean_fsc": score[i, j],
+                "resolution_0.5": resolution_at(curves[(i, j)], FSC_THRESHOLD),
+                "fsc_at_consensus": fsc_at(curves[(i, j)], res),
+                "fsc_expected": expected_fsc(0.5, per_half, a["particles"], b["particles"]),
+            }
+        )
+    for half, name in ((0, "even"), (1, "odd")):
+        for k in sorted(set(range(len(maps[half]))) - {p[half] for p in pairs}):
+            row = info[half].loc[k]
+            rows.append(
+                {
+                    f"class_{name}": row["cluster"],
+                    f"percent_{name}": row["percent"],
+                    f"particles_{name}": row["particles"],
+                }
+            )
+    table = pd.DataFrame(rows, columns=[*rows[0]]).astype(
+        {"class_even": "Int64", "class_odd": "Int64"}
+    )
+    diff = (table["percent_even"] - table["percent_odd"]).abs()
+    close = table["fsc_at_consensus"] >= table["fsc_expected"] - fsc_margin
+    table["agrees"] = (diff <= population_tolerance) & close
+    table["consensus_resolution_0.5"] = res
+    return Reproducibility(
+        table=table,
+        n_even=len(even),
+        n_odd=len(odd),
+        consensus_resolution=res,
+        population_tolerance=population_tolerance,
+        fsc_margin=fsc_margin,
+        fsc={
+            (int(info[0].loc[i, "cluster"]), int(info[1].loc[j, "cluster"])): curves[(i, j)]
+            for i, j in pairs
+        },
+        consensus_fsc=consensus,
+    )

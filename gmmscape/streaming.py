@@ -1,0 +1,121 @@
+"""Particles of one canonical table read from disk in chunks, so memory does not grow with n.
+
+A table (``import/{half}.csv``) is loaded once but only the columns training needs
+(original index, stack row, rotation, shift): ~60 bytes a particle. Images are read
+from the memory-mapped stack chunk by chunk (io.mrc.MrcStack opens the mapping only
+for the read, so touched pages do not stay resident) and per-particle arrays on disk
+(features) are read and written likewise through short-lived mappings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .importer import ROTATION_COLUMNS, table_poses
+from .io.mrc import MrcStack
+
+TABLE_COLUMNS = ["index", "stack_index", *ROTATION_COLUMNS, "shift_x", "shift_y", "box"]
+
+
+@dataclass(frozen=True)
+class ParticleSet:
+    """Poses of a particle table and access to its images, at the stack's (crop) box."""
+
+    table: Path
+    stack: MrcStack
+    index: np.ndarray  # (n,) int64: the particle's row in the user's input file
+    stack_index: np.ndarray  # (n,) int64: its row in the stack
+    rotations: np.ndarray  # (n, 3, 3) float32
+    shifts: np.ndarray  # (n, 2) float32, pixels of the crop box
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+    @property
+    def box(self) -> int:
+        return self.stack.box
+
+    @property
+    def apix(self) -> float:
+        return self.stack.apix
+
+    def images(self, rows: np.ndarray) -> np.ndarray:
+        """Images (k, b, b) float32 of the table rows `rows` (sorted reads are fastest)."""
+        return self.stack.read(self.stack_index[rows])
+
+
+def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> ParticleSet:
+    """Read the pose columns of a canonical table and open its cropped stack (shifts are
+    scaled from the original box to the stack's)."""
+    table = Path(table)
+    if not table.is_file():
+        raise InputError(f"{table}: particle table not found")
+    head = pd.read_csv(table, nrows=0).columns
+    missing = [c for c in TABLE_COLUMNS if c not in head]
+    if missing:
+        raise InputError(f"{table}: missing columns {', '.join(missing)} of the particle table")
+    frame = pd.read_csv(table, usecols=TABLE_COLUMNS)
+    if frame.empty:
+        raise InputError(f"{table}: the particle table has no rows")
+    images = MrcStack(stack)
+    stack_index = frame["stack_index"].to_numpy(np.int64)
+    bad = np.flatnonzero((stack_index < 0) | (stack_index >= images.n))
+    if bad.size:
+        raise InputError(
+            f"{table} row {bad[0]}: stack_index {stack_index[bad[0]]} is outside "
+            f"{stack}, which holds {images.n} images (table and stack from different imports?)"
+        )
+    rotations, shifts = table_poses(frame, images.box)
+    return ParticleSet(
+        table=table,
+        stack=images,
+        index=frame["index"].to_numpy(np.int64),
+        stack_index=stack_index,
+        rotations=rotations.astype(np.float32),
+        shifts=shifts.astype(np.float32),
+    )
+
+
+def read_rows(path: str | os.PathLike, rows: np.ndarray) -> np.ndarray:
+    """Rows of an on-disk .npy array through a mapping that lives only for this read."""
+    data = np.load(path, mmap_mode="r")
+    try:
+        return np.array(data[rows])
+    finally:
+        del data
+
+
+def write_rows(path: str | os.PathLike, start: int, values: np.ndarray) -> None:
+    """Write consecutive rows from `start` into an existing .npy, mapping it only meanwhile."""
+    data = np.lib.format.open_memmap(path, mode="r+")
+    try:
+        data[start : start + len(values)] = values
+        data.flush()
+    finally:
+        del data
+
+
+def chunk_order(n: int, chunk: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+    """Row indices in shuffled chunks: chunks of consecutive rows in random order, rows
+    shuffled within each chunk. Seeded by (seed, epoch), so a resumed epoch repeats.
+
+    Consecutive rows keep disk reads local while the order still changes every epoch.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    starts = np.arange(0, n, chunk)
+    for start in rng.permutation(starts):
+        yield start + rng.permutation(min(chunk, n - start))
+
+
+def sequential_chunks(n: int, chunk: int) -> Iterator[np.ndarray]:
+    """Row indices 0..n-1 in consecutive chunks (for passes that keep table order)."""
+    for start in range(0, n, chunk):
+        yield np.arange(start, min(start + chunk, n))

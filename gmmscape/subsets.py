@@ -1,0 +1,133 @@
+"""Particle subsets per class, in the user's own format, to take back to RELION/cryoSPARC/EMAN2.
+
+RELION input: a RELION 3.1 STAR of the selected rows with every original column and
+value and the original optics table; image names stay as written in the input (they
+point at the original, unbinned particles and resolve from the same project folder).
+A RELION 3.0 input is converted as relion_convert_star does: optics columns move to
+a data_optics table (one group per distinct voltage / Cs / amplitude contrast),
+pixel origins become rlnOriginX/YAngst, every other column is kept.
+EMAN2 input: a .lst of the selected records, each record's dict kept verbatim and its
+image path made absolute (poses are not converted, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from .clustering import UNASSIGNED
+from .errors import InputError
+from .io.eman2 import _records, write_lst
+from .io.star import write_star
+
+_OPTICS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+_DROPPED_30 = ("rlnMagnification", "rlnDetectorPixelSize")
+
+
+def _check_rows(rows: np.ndarray, n: int, path: Path) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.int64)
+    bad = rows[(rows < 0) | (rows >= n)]
+    if bad.size:
+        raise InputError(f"{path}: particle index {bad[0]} is outside its {n} rows")
+    return rows
+
+
+def star_subset(
+    path: str | os.PathLike, rows: np.ndarray, *, apix: float, box: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(optics, particles) tables of the STAR rows ``rows`` (0-based), in RELION 3.1 form.
+
+    ``apix``/``box``: the particles' pixel size and box, needed only to convert 3.0 files.
+    """
+    path = Path(path)
+    blocks = starfile.read(path, always_dict=True)
+    if "particles" in blocks:
+        particles, optics = blocks["particles"], blocks.get("optics")
+    elif len(blocks) == 1:
+        particles, optics = next(iter(blocks.values())), None
+    else:
+        raise InputError(f"{path}: expected data_particles (3.1) or one table (3.0)")
+    rows = _check_rows(rows, len(particles), path)
+    selected = particles.iloc[rows].reset_index(drop=True)
+    if optics is None:
+        return _convert_30(selected, apix, box)
+    return optics, selected
+
+
+def _convert_30(
+    particles: pd.DataFrame, apix: float, box: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RELION 3.0 particle rows -> RELION 3.1 (optics, particles)."""
+    moved = [c for c in _OPTICS_30 if c in particles]
+    if moved:
+        keys = particles[moved].astype(float).round(6)
+        group = keys.groupby(moved, sort=False).ngroup().to_numpy() + 1
+        optics = keys.drop_duplicates().reset_index(drop=True)
+    else:
+        group, optics = np.ones(len(particles), dtype=int), pd.DataFrame(index=[0])
+    optics.insert(0, "rlnOpticsGroupName", [f"opticsGroup{g + 1}" for g in range(len(optics))])
+    optics.insert(0, "rlnOpticsGroup", np.arange(1, len(optics) + 1))
+    optics["rlnImagePixelSize"] = float(apix)
+    optics["rlnImageSize"] = int(box)
+    optics["rlnImageDimensionality"] = 2
+    out = particles.drop(columns=[*moved, *(c for c in _DROPPED_30 if c in particles)])
+    for axis in "XY":
+        if f"rlnOrigin{axis}" in out:
+            out[f"rlnOrigin{axis}Angst"] = out.pop(f"rlnOrigin{axis}").astype(float) * apix
+    out["rlnOpticsGroup"] = group
+    return optics, out
+
+
+def lst_subset(path: str | os.PathLike, rows: np.ndarray) -> list[tuple[int, str, str]]:
+    """Records (image index, absolute image path, original dict text) of .lst rows ``rows``."""
+    path = Path(path)
+    lines = _records(path)
+    records = []
+    for row in _check_rows(rows, len(lines), path):
+        index, image, meta = (lines[row].rstrip().split("\t", 2) + ["", ""])[:3]
+        image_path = Path(image) if Path(image).is_absolute() else path.parent / image
+        records.append((int(index), str(image_path.resolve()), meta))
+    return records
+
+
+def write_subset(
+    particles: str | os.PathLike, rows: np.ndarray, out: str | os.PathLike, meta: dict
+) -> Path:
+    """Write the rows ``rows`` of the user's particle file as ``out`` + .star or .lst.
+
+    ``meta`` is the import's meta.json (original pixel size and box for 3.0 STAR files).
+    """
+    particles = Path(particles)
+    if particles.suffix.lower() == ".lst":
+        target = Path(out).with_suffix(".lst")
+        write_lst(target, lst_subset(particles, rows), comment=f"subset of {particles}")
+        return target
+    target = Path(out).with_suffix(".star")
+    optics, selected = star_subset(
+        particles, rows, apix=meta["apix_original"], box=meta["box_original"]
+    )
+    write_star(target, optics, selected)
+    return target
+
+
+def write_class_subsets(
+    particles: str | os.PathLike, landscape: pd.DataFrame, outdir: str | os.PathLike, meta: dict
+) -> pd.DataFrame:
+    """One subset file per class of a landscape table (``index``, ``cluster``) in outdir.
+
+    Returns a table: cluster, particles, file.
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, group in landscape.groupby("cluster"):
+        if k == UNASSIGNED:
+            continue
+        index = np.sort(group["index"].to_numpy())
+        path = write_subset(particles, index, outdir / f"class_{k:02d}", meta)
+        rows.append({"cluster": int(k), "particles": len(index), "file": path.name})
+    return pd.DataFrame(rows, columns=["cluster", "particles", "file"])

@@ -1,0 +1,471 @@
+"""Heterogeneity training (paper, "The e2gmm method" and Methods): decoder pre-training,
+then encoder + decoder on the particles, checkpointed every epoch.
+
+Loss per particle: 1 - mean FRC (over the resolution band) between the particle and
+the projection, in the particle's pose, of the GMM decoded from its latent (plus a
+small fixed Gaussian noise, which makes nearby latents decode to similar models).
+Regularisers: L2 (as decoupled weight decay), the spread of amplitudes and widths, and a
+quadratic penalty on latent norms beyond ``latent_bound`` (without a bound the
+encoder could inflate the latents until the noise no longer mattered).
+
+Particles stream from disk in shuffled chunks (gmmscape.streaming); a batch with a
+non-finite loss is not applied: its junk particles are reported and skipped, and the
+rest of the batch is retried. A killed run restarts from its last epoch checkpoint.
+
+A run writes into ``outdir``: ``encoder.keras``, ``decoder.keras``, ``decoder.json``
+(what gmmscape.decode needs besides the network), ``loss.csv``, ``loss.png``,
+``latent.csv`` (``index``, ``z0..``; one row per particle that is not junk),
+``junk.csv`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from .errors import InputError
+from .features import FeatureInfo, gmm_checksum, open_features
+from .io.common import atomic_output
+from .io.mrc import read_map
+from .networks import GmmSpace, build_decoder, build_encoder, check_mode
+from .projection import FourierGrid, frc_loss, images_ft
+from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every knob of a training run; defaults follow the paper where it gives one."""
+
+    mode: str = "all"  # amplitude | position | all
+    latent_dim: int = 4
+    epochs: int = 20
+    batch: int = 16
+    lr: float = 1e-4
+    noise: float = 0.05  # std of the fixed Gaussian noise added to the latent
+    latent_bound: float = 1.0  # latent norms beyond this are penalised
+    latent_weight: float = 1.0
+    spread_weight: float = 1e-3  # weight of the std of amplitudes and widths
+    res_lo: float | None = None  # Angstrom; None: from Fourier ring 1
+    res_hi: float | None = None  # Angstrom; None: to Nyquist
+    pretrain_steps: int = 200  # decoder pre-training steps (latent 0 + noise -> neutral)
+    encoder_init: float = 1e-3  # std of the encoder's output weights: latents start near 0
+    hidden: tuple[int, ...] = field(default=(512, 512, 512))
+    dropout: float = 0.3
+    l2: float = 1e-3
+    chunk: int = 1024  # particles read from disk at a time
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for name in ("latent_dim", "epochs", "batch", "chunk"):
+            if getattr(self, name) < 1:
+                raise InputError(f"train.{name}: expected >= 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1 or self.lr <= 0 or self.noise < 0:
+            raise InputError(
+                f"train: expected 0 <= dropout < 1, lr > 0, noise >= 0; got dropout "
+                f"{self.dropout}, lr {self.lr}, noise {self.noise}"
+            )
+
+    def shape_key(self) -> dict:
+        """Everything but the epoch count: a checkpoint resumes only if these agree."""
+        return {k: v for k, v in asdict(self).items() if k != "epochs"}
+
+
+def adam(lr: float, l2: float) -> keras.optimizers.Optimizer:
+    """Adam with L2 as decoupled weight decay on the kernels (AdamW).
+
+    A penalty l2 * |W|^2 added to the loss (Keras kernel regularisers) is rescaled by
+    Adam to steps of size ~lr wherever the data gradient is still tiny, which is
+    everywhere at the start (latent near 0, decoder insensitive to it): in measured runs
+    it shrank the encoder to a constant latent. Decoupled decay shrinks weights by
+    lr * l2 of their size per step whatever the gradients are.
+    """
+    optimizer = keras.optimizers.Adam(lr, weight_decay=l2 or None)
+    if l2:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+@dataclass
+class Run:
+    """The networks and state of one run, and its compiled steps."""
+
+    settings: TrainSettings
+    space: GmmSpace
+    grid: FourierGrid
+    encoder: keras.Model
+    decoder: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    noise: tf.random.Generator
+    epoch: tf.Variable
+    pretrained: tf.Variable
+
+    @classmethod
+    def build(cls, settings: TrainSettings, space: GmmSpace, grid: FourierGrid) -> Run:
+        keras.utils.set_random_seed(settings.seed)
+        net = dict(hidden=settings.hidden, dropout=settings.dropout)
+        encoder = build_encoder(
+            space.neutral.size, settings.latent_dim, init_scale=settings.encoder_init, **net
+        )
+        decoder = build_decoder(space, settings.latent_dim, **net)
+        optimizer = adam(settings.lr, settings.l2)
+        optimizer.build(encoder.trainable_variables + decoder.trainable_variables)
+        return cls(
+            settings,
+            space,
+            grid,
+            encoder,
+            decoder,
+            optimizer,
+            tf.random.Generator.from_seed(settings.seed),
+            tf.Variable(0, dtype=tf.int64, name="epoch"),
+            tf.Variable(False, name="pretrained"),
+        )
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(
+            encoder=self.encoder,
+            decoder=self.decoder,
+            optimizer=self.optimizer,
+            noise=self.noise,
+            epoch=self.epoch,
+            pretrained=self.pretrained,
+        )
+
+    def pretrain(self) -> float:
+        """Latent 0 plus the noise -> the neutral model: regress network-space parameters."""
+        s = self.settings
+        target = tf.constant(self.space.targets()[None])
+        variables = self.decoder.trainable_variables
+        optimizer = adam(s.lr * 10, s.l2)
+
+        @tf.function
+        def step():
+            z = s.noise * self.noise.normal([s.batch, s.latent_dim])
+            with tf.GradientTape() as tape:
+                out = self.decoder(z, training=True)
+                loss = tf.reduce_mean(tf.square(out - target))
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            return loss
+
+        loss = float("nan")
+        for _ in range(s.pretrain_steps):
+            loss = float(step())
+        return loss
+
+    def train_step(self):
+        """Graph of one batch step; returns per-particle losses and whether it was applied."""
+        s, space, grid = self.settings, self.space, self.grid
+        ny, nx = grid.shape
+        spec = tf.TensorSpec
+        variables = self.encoder.trainable_variables + self.decoder.trainable_variables
+
+        @tf.function(
+            input_signature=[
+                spec((None, space.neutral.size), tf.float32),
+                spec((None, 3, 3), tf.float32),
+                spec((None, 2), tf.float32),
+                spec((None, ny, nx), tf.float32),
+                spec((None, ny, nx), tf.float32),
+            ]
+        )
+        def step(features, rot, shift, i_re, i_im):
+            with tf.GradientTape() as tape:
+                z = self.encoder(features, training=True)
+                out = self.decoder(z + s.noise * self.noise.normal(tf.shape(z)), training=True)
+                per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid)
+                excess = tf.nn.relu(tf.norm(z, axis=1) - s.latent_bound)
+                total = (
+                    tf.reduce_mean(per)
+                    + s.spread_weight * tf.reduce_mean(space.spread(out))
+                    + s.latent_weight * tf.reduce_mean(tf.square(excess))
+                )
+            grads = tape.gradient(total, variables)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            ok = tf.logical_and(tf.reduce_all(tf.math.is_finite(per)), finite)
+            if ok:
+                self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return per, total, ok
+
+        return step
+
+    def encode_step(self):
+        spec = tf.TensorSpec((None, self.space.neutral.size), tf.float32)
+        return tf.function(lambda f: self.encoder(f, training=False), input_signature=[spec])
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    frc_loss: float
+    particles: int
+    junk: int
+    seconds: float
+
+
+def _run_epoch(
+    run: Run,
+    step,
+    particles: ParticleSet,
+    features: Path,
+    junk: dict[int, str],
+    epoch: int,
+) -> EpochStats:
+    """One pass over the particles in shuffled chunks; grows `junk` (row -> reason)."""
+    s = run.settings
+    t0 = time.perf_counter()
+    total = frc_total = 0.0
+    seen = 0
+    for rows in chunk_order(particles.n, s.chunk, s.seed, epoch):
+        rows = rows[[r not in junk for r in rows]]
+        if len(rows) == 0:
+            continue
+        feats = read_rows(features, rows)
+        images = particles.images(rows)
+        for start in range(0, len(rows), s.batch):
+            sel = slice(start, start + s.batch)
+            batch_rows, keep = rows[sel], np.ones(len(rows[sel]), bool)
+            while keep.sum() >= 2:  # batch normalisation needs two particles
+                i_re, i_im = images_ft(images[sel][keep], run.grid)
+                per, loss, ok = step(
+                    feats[sel][keep],
+                    particles.rotations[batch_rows[keep]],
+                    particles.shifts[batch_rows[keep]],
+                    i_re,
+                    i_im,
+                )
+                per = per.numpy()
+                if bool(ok):
+                    total += float(loss) * len(per)
+                    frc_total += float(per.sum())
+                    seen += len(per)
+                    break
+                _report_junk(particles, batch_rows[keep], per, junk, keep)
+    seconds = time.perf_counter() - t0
+    return EpochStats(
+        epoch + 1, total / max(seen, 1), frc_total / max(seen, 1), seen, len(junk), seconds
+    )
+
+
+def _report_junk(
+    particles: ParticleSet,
+    rows: np.ndarray,
+    per: np.ndarray,
+    junk: dict[int, str],
+    keep: np.ndarray,
+) -> None:
+    """Mark particles with a non-finite loss as junk and drop them from the batch; a batch
+    whose gradient alone is not finite is dropped whole, its particles not called junk."""
+    bad = ~np.isfinite(per)
+    if not bad.any():
+        log.warning("train: batch skipped: non-finite gradient with finite losses")
+        keep[:] = False
+        return
+    for r in rows[bad]:
+        junk[int(r)] = "non-finite loss"
+        log.warning("train: particle index %d skipped (non-finite loss)", particles.index[r])
+    keep[np.flatnonzero(keep)[bad]] = False
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _plot_loss(history: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ax.plot(history["epoch"], history["loss"], "o-", label="total")
+    ax.plot(history["epoch"], history["frc_loss"], "s--", label="1 - FRC")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    """model.save needs a .keras name; save beside the target, then rename into place."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".save.") as tmp:
+        staged = Path(tmp) / path.name
+        model.save(staged)
+        os.replace(staged, path)
+
+
+def _open_checkpoints(run: Run, directory: Path, key: dict) -> tf.train.CheckpointManager:
+    """Restore the latest checkpoint of the same run settings; start afresh otherwise."""
+    key = json.loads(json.dumps(key))  # as stored: tuples become lists
+    key_file = directory / "run.json"
+    if directory.exists() and (not key_file.is_file() or json.loads(key_file.read_text()) != key):
+        log.warning("train: %s holds checkpoints of other settings; starting afresh", directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(json.dumps(key, indent=1) + "\n")
+    checkpoint = run.checkpoint()
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("train: resumed from %s (epoch %d)", manager.latest_checkpoint, int(run.epoch))
+    return manager
+
+
+def _check_band(info: FeatureInfo, grid: FourierGrid, features: Path) -> None:
+    if (info.ring_lo, info.ring_hi) != (grid.ring_lo, grid.ring_hi):
+        raise InputError(
+            f"{features}: features were computed over Fourier rings {info.ring_lo}-{info.ring_hi}, "
+            f"training asks for rings {grid.ring_lo}-{grid.ring_hi} (train.res_lo/res_hi)"
+        )
+
+
+def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, path: Path):
+    encode = run.encode_step()
+    good = np.array([r not in junk for r in range(particles.n)])
+    parts = []
+    for rows in sequential_chunks(particles.n, run.settings.chunk):
+        rows = rows[good[rows]]
+        if len(rows):
+            parts.append(encode(read_rows(features, rows)).numpy())
+    latent = np.concatenate(parts)
+    frame = pd.DataFrame(latent, columns=[f"z{k}" for k in range(latent.shape[1])])
+    frame.insert(0, "index", particles.index[good])
+    _write_csv(frame, path)
+
+
+def train(
+    neutral: np.ndarray,
+    particles: ParticleSet,
+    features: str | os.PathLike,
+    outdir: str | os.PathLike,
+    settings: TrainSettings,
+    *,
+    inside: np.ndarray | None = None,
+    frame: tuple[int, float] | None = None,
+) -> pd.DataFrame:
+    """Train (or resume) one run; returns the loss history (one row per epoch).
+
+    ``inside`` (N,) bool restricts which Gaussians may change (from a mask). ``frame``
+    (box, apix) of the neutral GMM's map is where decoded maps go (default: the
+    particles' box).
+    """
+    features, outdir = Path(features), Path(outdir)
+    space = GmmSpace.build(neutral, settings.mode, inside)
+    info = open_features(features, space.neutral, particles)
+    grid = FourierGrid(particles.box, particles.apix, settings.res_lo, settings.res_hi)
+    _check_band(info, grid, features)
+    outdir.mkdir(parents=True, exist_ok=True)
+    run = Run.build(settings, space, grid)
+    key = settings.shape_key() | {
+        "gmm_sha256": gmm_checksum(space.neutral),
+        "free": space.to_dict()["free"],
+    }
+    manager = _open_checkpoints(run, outdir / "checkpoints", key)
+    if not bool(run.pretrained):
+        loss = run.pretrain()
+        log.info("train: decoder pre-trained to the neutral model (mse %.2e)", loss)
+        run.pretrained.assign(True)
+        manager.save()
+    loss_path = outdir / "loss.csv"
+    done = int(run.epoch)
+    history = pd.read_csv(loss_path) if loss_path.is_file() and done else pd.DataFrame()
+    history = history[history["epoch"] <= done] if len(history) else history
+    junk = {r: "features" for r in info.junk_rows}
+    step = run.train_step()
+    for epoch in range(done, settings.epochs):
+        stats = _run_epoch(run, step, particles, features, junk, epoch)
+        log.info(
+            "train %s: epoch %d/%d loss %.5f (1-FRC %.5f) %d particles, %d junk, %.1f s (%.0f/s)",
+            settings.mode,
+            stats.epoch,
+            settings.epochs,
+            stats.loss,
+            stats.frc_loss,
+            stats.particles,
+            stats.junk,
+            stats.seconds,
+            stats.particles / max(stats.seconds, 1e-9),
+        )
+        run.epoch.assign(epoch + 1)
+        manager.save()
+        history = pd.concat([history, pd.DataFrame([asdict(stats)])], ignore_index=True)
+        _write_csv(history, loss_path)
+    _save_model(run.encoder, outdir / "encoder.keras")
+    _save_model(run.decoder, outdir / "decoder.keras")
+    box, apix = frame or (particles.box, particles.apix)
+    meta = {
+        "latent_dim": settings.latent_dim,
+        "mode": settings.mode,
+        "box": box,
+        "apix": apix,
+        "settings": asdict(settings),
+        "space": space.to_dict(),
+    }
+    with atomic_output(outdir / "decoder.json") as tmp:
+        tmp.write_text(json.dumps(meta) + "\n")
+    _write_latent(run, particles, features, junk, outdir / "latent.csv")
+    junk_frame = pd.DataFrame({"index": particles.index[list(junk)], "reason": list(junk.values())})
+    _write_csv(junk_frame, outdir / "junk.csv")
+    if len(history):
+        _plot_loss(history, outdir / "loss.png")
+    return history
+
+
+def check_extent(what: str, box: int, apix: float, particles: ParticleSet) -> None:
+    """A map or GMM frame must span the particles' box in Angstrom (any sampling): GMM
+    centres are box fractions, so another extent means another data set."""
+    extent, expected = box * apix, particles.box * particles.apix
+    if abs(extent - expected) > 5e-3 * expected:
+        raise InputError(
+            f"{what}: box {box} at {apix:.4g} A spans {extent:.1f} A; expected the particles' "
+            f"{expected:.1f} A (box {particles.box} at {particles.apix:.4g} A of "
+            f"{particles.stack.path})"
+        )
+
+
+def mask_inside(
+    path: str | os.PathLike, neutral: np.ndarray, particles: ParticleSet, threshold: float = 0.5
+) -> np.ndarray:
+    """(N,) bool: Gaussians whose centre voxel in the mask [z, y, x] is >= threshold."""
+    mask, apix = read_map(path)
+    if len(set(mask.shape)) != 1:
+        raise InputError(
+            f"{path}: mask of {'x'.join(map(str, mask.shape))} voxels, expected a cube"
+        )
+    box = mask.shape[-1]
+    check_extent(f"mask {path}", box, apix, particles)
+    voxel = np.rint(np.asarray(neutral)[:, :3] * box).astype(np.int64) + box // 2
+    inside = ((voxel >= 0) & (voxel < box)).all(axis=1)
+    x, y, z = np.clip(voxel, 0, box - 1).T
+    inside &= mask[z, y, x] >= threshold
+    if not inside.any():
+        raise InputError(f"{path}: no Gaussian of the neutral GMM lies inside the mask")
+    return inside
+
+
+def settings_from_config(section: dict, **overrides) -> TrainSettings:
+    """TrainSettings from the config's `train:` section (unknown keys are errors)."""
+    known = set(TrainSettings.__dataclass_fields__)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise InputError(f"train: unknown setting(s) {', '.join(unknown)}")
+    return replace(TrainSettings(), **{**section, **overrides})

@@ -1,0 +1,250 @@
+"""Landscape of every training run (train/{mode}_{half}): PCA + UMAP and classes, a map
+with half maps and a particle subset per class, motion trajectories; the consensus half
+maps; with `split: true`, the even/odd reproducibility report of every mode.
+
+Needs from common.smk: config, out(), runtime(), optional(), HALVES, DEMO, PARTICLES, MASK.
+The default target adds LANDSCAPE_OUTPUTS (below).
+"""
+
+LANDSCAPE = config["landscape"]
+LANDSCAPE_VIEWS = ["pca"] + (["umap"] if LANDSCAPE["umap"] else [])
+FSC_MASK = MASK if LANDSCAPE["reconstruct"]["fsc_mask"] else None
+# Localized eigen-motions: the configured region masks; the demo's moving domain by default.
+REGIONS = LANDSCAPE["trajectory"]["regions"] or (
+    {"domain": out("demo/moving_mask.mrc")} if DEMO else {}
+)
+
+
+wildcard_constraints:
+    run="[a-z]+_(all|even|odd)",
+
+
+# Every training run: {mode}_{half} for the configured modes and halves.
+LANDSCAPE_RUNS = [f"{mode}_{half}" for mode in config["train"]["modes"] for half in HALVES]
+# What the default target needs from this stage (Snakefile: `rule all: input: ...,
+# LANDSCAPE_OUTPUTS`): per run the landscape table, classes, subsets and trajectories;
+# the consensus half maps; with `split: true` the reproducibility report of every mode.
+LANDSCAPE_OUTPUTS = [
+    out(f"landscape/{run}/{name}")
+    for run in LANDSCAPE_RUNS
+    for name in ("latent.csv", "clusters.csv", "classes.csv", "subsets.csv", "trajectories.csv")
+] + [out("landscape/consensus/map.mrc")]
+if config["split"]:
+    LANDSCAPE_OUTPUTS += [out(f"reproducibility/{m}/report.html") for m in config["train"]["modes"]]
+
+
+rule landscape_embed:
+    input:
+        latent=out("train/{run}/latent.csv"),
+        table=out("import/particles.csv"),
+    output:
+        latent=out("landscape/{run}/latent.csv"),
+        counts=report(
+            out("landscape/{run}/clusters.csv"),
+            caption="../report/landscape_counts.rst",
+            category="Landscape",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "class populations"},
+        ),
+        **{
+            f"{view}_{kind}": report(
+                out(f"landscape/{{run}}/{view}_{kind}.png"),
+                caption=f"../report/landscape_{kind}.rst",
+                category="Landscape",
+                subcategory="{run}",
+                labels={"run": "{run}", "view": view.upper(), "figure": kind},
+            )
+            for view in LANDSCAPE_VIEWS
+            for kind in ("scatter", "density")
+        },
+    params:
+        landscape=LANDSCAPE,
+        seed=config["seed"],
+    log:
+        out("logs/landscape_embed/{run}.log"),
+    benchmark:
+        out("benchmarks/landscape_embed/{run}.tsv")
+    threads: 1  # a seeded UMAP runs single-threaded
+    resources:
+        mem_mb=4000,
+        runtime=runtime(60),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_embed.py"
+
+
+rule landscape_classes:
+    input:
+        latent=out("landscape/{run}/latent.csv"),
+        counts=out("landscape/{run}/clusters.csv"),
+        table=out("import/particles.csv"),
+        stack=out("import/stack.mrcs"),
+        meta=out("import/meta.json"),
+        mask=optional(FSC_MASK),
+    output:
+        maps=directory(out("landscape/{run}/classes")),
+        table=report(
+            out("landscape/{run}/classes.csv"),
+            caption="../report/classes_table.rst",
+            category="Classes",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "class table"},
+        ),
+        fsc=report(
+            out("landscape/{run}/classes_fsc.png"),
+            caption="../report/classes_fsc.rst",
+            category="Classes",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "half-map FSC"},
+        ),
+    params:
+        reconstruct=LANDSCAPE["reconstruct"],
+    log:
+        out("logs/landscape_classes/{run}.log"),
+    benchmark:
+        out("benchmarks/landscape_classes/{run}.tsv")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=runtime(120),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_classes.py"
+
+
+rule landscape_subsets:
+    input:
+        latent=out("landscape/{run}/latent.csv"),
+        particles=PARTICLES,
+        meta=out("import/meta.json"),
+    output:
+        subsets=directory(out("landscape/{run}/subsets")),
+        table=out("landscape/{run}/subsets.csv"),
+    log:
+        out("logs/landscape_subsets/{run}.log"),
+    benchmark:
+        out("benchmarks/landscape_subsets/{run}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=runtime(15),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_subsets.py"
+
+
+rule landscape_trajectories:
+    input:
+        latent=out("landscape/{run}/latent.csv"),
+        decoder=out("train/{run}/decoder.keras"),
+        decoder_meta=out("train/{run}/decoder.json"),
+        table=out("import/particles.csv"),
+        stack=out("import/stack.mrcs"),
+        meta=out("import/meta.json"),
+        regions=list(REGIONS.values()),
+    output:
+        trajectories=report(
+            directory(out("landscape/{run}/trajectories")),
+            patterns=["{name}/quiver.png"],
+            caption="../report/trajectory_quiver.rst",
+            category="Trajectories",
+            subcategory="{run}",
+            labels={"run": "{run}", "trajectory": "{name}"},
+        ),
+        table=out("landscape/{run}/trajectories.csv"),
+    params:
+        trajectory=LANDSCAPE["trajectory"],
+        reconstruct=LANDSCAPE["reconstruct"],
+        regions=list(REGIONS),
+    log:
+        out("logs/landscape_trajectories/{run}.log"),
+    benchmark:
+        out("benchmarks/landscape_trajectories/{run}.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=runtime(240),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_trajectories.py"
+
+
+rule consensus_halves:
+    input:
+        table=out("import/particles.csv"),
+        stack=out("import/stack.mrcs"),
+        meta=out("import/meta.json"),
+        mask=optional(FSC_MASK),
+    output:
+        map=out("landscape/consensus/map.mrc"),
+        half1=out("landscape/consensus/map_half1.mrc"),
+        half2=out("landscape/consensus/map_half2.mrc"),
+        table=out("landscape/consensus/map_fsc.csv"),
+        plot=report(
+            out("landscape/consensus/fsc.png"),
+            caption="../report/consensus_fsc.rst",
+            category="Classes",
+            subcategory="consensus",
+            labels={"run": "consensus", "figure": "half-map FSC"},
+        ),
+    params:
+        reconstruct=LANDSCAPE["reconstruct"],
+    log:
+        out("logs/consensus_halves.log"),
+    benchmark:
+        out("benchmarks/consensus_halves.tsv")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=runtime(120),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/consensus_halves.py"
+
+
+rule reproducibility:
+    input:
+        even_table=out("landscape/{mode}_even/classes.csv"),
+        even_maps=out("landscape/{mode}_even/classes"),
+        odd_table=out("landscape/{mode}_odd/classes.csv"),
+        odd_maps=out("landscape/{mode}_odd/classes"),
+        half1=out("landscape/consensus/map_half1.mrc"),
+        half2=out("landscape/consensus/map_half2.mrc"),
+        table=out("import/particles.csv"),
+        mask=optional(FSC_MASK),
+    output:
+        table=out("reproducibility/{mode}/report.csv"),
+        verdict=out("reproducibility/{mode}/verdict.txt"),
+        html=report(
+            out("reproducibility/{mode}/report.html"),
+            caption="../report/reproducibility.rst",
+            category="Reproducibility",
+            subcategory="{mode}",
+            labels={"mode": "{mode}", "figure": "verdict"},
+        ),
+        fsc=report(
+            out("reproducibility/{mode}/fsc.png"),
+            caption="../report/reproducibility_fsc.rst",
+            category="Reproducibility",
+            subcategory="{mode}",
+            labels={"mode": "{mode}", "figure": "matched class FSC"},
+        ),
+    params:
+        settings=LANDSCAPE["reproducibility"],
+    log:
+        out("logs/reproducibility/{mode}.log"),
+    benchmark:
+        out("benchmarks/reproducibility/{mode}.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=runtime(30),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/reproducibility.py"

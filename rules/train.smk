@@ -1,0 +1,74 @@
+"""Heterogeneity training per half (all; even and odd with `split: true`): the gradient
+features of the half's particles against its own neutral GMM, then one run per mode
+in `train.modes`, written to train/{mode}_{half}/ (e.g. amplitude_all, position_even).
+"""
+
+TRAIN = config["train"]
+
+
+wildcard_constraints:
+    mode="amplitude|position|all",
+
+
+rule features:
+    input:
+        table=out("import/{half}.csv"),
+        stack=out("import/stack.mrcs"),
+        gmm=out("gmm/{half}/neutral.txt"),
+    output:
+        features=out("features/{half}.npy"),
+        info=out("features/{half}.json"),
+    params:
+        train=TRAIN,
+    log:
+        out("logs/features/{half}.log"),
+    benchmark:
+        out("benchmarks/features/{half}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=runtime(60),
+        gpu=config["gpu"],
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/features.py"
+
+
+rule train:
+    input:
+        features=out("features/{half}.npy"),
+        info=out("features/{half}.json"),
+        table=out("import/{half}.csv"),
+        stack=out("import/stack.mrcs"),
+        gmm=out("gmm/{half}/neutral.txt"),
+        mask=optional(TRAIN["mask"]),
+    output:
+        latent=train_run("latent.csv"),
+        encoder=train_run("encoder.keras"),
+        decoder=train_run("decoder.keras"),
+        decoder_meta=train_run("decoder.json"),
+        loss=train_run("loss.csv"),
+        plot=report(
+            train_run("loss.png"),
+            caption="../report/train_loss.rst",
+            category="Training",
+            subcategory="{mode}_{half}",
+        ),
+        junk=train_run("junk.csv"),
+    params:
+        train=TRAIN,
+        seed=config["seed"],
+    log:
+        out("logs/train/{mode}_{half}.log"),
+    benchmark:
+        out("benchmarks/train/{mode}_{half}.tsv")
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=runtime(240),
+        gpu=config["gpu"],
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,25 @@
+"""Rule features: each particle's FRC-loss gradient against its half's neutral GMM."""
+
+from typing import Any
+
+from rulekit import Progress, run
+
+
+def main(smk: Any, progress: Progress) -> None:
+    from gmmscape.features import compute_features
+    from gmmscape.gmmio import read_text
+    from gmmscape.streaming import load_particles
+    from gmmscape.train import check_extent
+
+    particles = load_particles(smk.input.table, smk.input.stack)
+    neutral, box, apix = read_text(smk.input.gmm)
+    check_extent(f"GMM {smk.input.gmm}", box, apix, particles)
+    band = smk.params.train
+    progress(f"features {smk.wildcards.half}: {particles.n} particles, {len(neutral)} Gaussians")
+    info = compute_features(
+        neutral, particles, smk.output.features, res_lo=band["res_lo"], res_hi=band["res_hi"]
+    )
+    progress(f"features {smk.wildcards.half}: done, {len(info.junk_rows)} junk particles")
+
+
+run(main)

@@ -1,0 +1,41 @@
+"""Rule landscape_embed: PCA + UMAP of a run's latent vectors, classes, count table, plots."""
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rulekit import Progress, run
+
+
+def main(smk: Any, progress: Progress) -> None:
+    from gmmscape.clustering import LatentClusters, cluster_counts
+    from gmmscape.embedding import LatentEmbedding, make_landscape
+    from gmmscape.importer import load_table
+    from gmmscape.plots import landscape_figures
+
+    settings = smk.params.landscape
+    cluster = dict(settings["cluster"])
+    space = cluster.pop("space")
+    latent = pd.read_csv(smk.input.latent)
+    embedding = LatentEmbedding(
+        umap=settings["umap"],
+        n_neighbors=settings["n_neighbors"],
+        min_dist=settings["min_dist"],
+        random_state=smk.params.seed,
+    )
+    progress(f"landscape {smk.wildcards.run}: {len(latent)} particles")
+    table = make_landscape(
+        latent, embedding, LatentClusters(**cluster, random_state=smk.params.seed), space
+    )
+    table.to_csv(smk.output.latent, index=False)
+    subset = load_table(smk.input.table).set_index("index")["subset"]
+    counts = cluster_counts(table["cluster"].to_numpy(), subset[table["index"]].to_numpy())
+    counts.to_csv(smk.output.counts, index=False)
+    landscape_figures(table, Path(smk.output.latent).parent)
+    progress(
+        f"landscape {smk.wildcards.run}: {(counts['cluster'] >= 0).sum()} classes "
+        f"({cluster['method']} on {space})"
+    )
+
+
+run(main)

@@ -1,0 +1,21 @@
+"""Rule landscape_subsets: one particle subset per class in the user's format (.star/.lst)."""
+
+from typing import Any
+
+import pandas as pd
+from rulekit import Progress, run
+
+
+def main(smk: Any, progress: Progress) -> None:
+    from gmmscape.importer import load_meta
+    from gmmscape.subsets import write_class_subsets
+
+    landscape = pd.read_csv(smk.input.latent, usecols=["index", "cluster"])
+    table = write_class_subsets(
+        smk.input.particles, landscape, smk.output.subsets, load_meta(smk.input.meta)
+    )
+    table.to_csv(smk.output.table, index=False)
+    progress(f"subsets {smk.wildcards.run}: {', '.join(table['file'])}")
+
+
+run(main)

@@ -1,0 +1,76 @@
+"""Rule landscape_trajectories: PCA and localized eigen-motion trajectories of a run,
+decoded to GMMs and reconstructed from the particles nearest each point."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rulekit import Progress, run
+
+
+def main(smk: Any, progress: Progress) -> None:
+    from gmmscape.decode import load_decoder
+    from gmmscape.embedding import fit_pca, latent_columns
+    from gmmscape.importer import load_meta, load_table
+    from gmmscape.reconstruct import reconstruction_source, table_rows
+    from gmmscape.train import mask_inside
+    from gmmscape.trajectory import (
+        decode_points,
+        displacement,
+        localized_trajectory,
+        pc_trajectories,
+        write_trajectory,
+    )
+
+    settings, recon = smk.params.trajectory, smk.params.reconstruct
+    landscape = pd.read_csv(smk.input.latent)
+    latent = landscape[latent_columns(landscape)].to_numpy(np.float64)
+    decoder = load_decoder(Path(smk.input.decoder).parent)
+    span = dict(n_points=settings["points"], percentiles=tuple(settings["percentiles"]))
+    trajectories = pc_trajectories(latent, fit_pca(latent), settings["components"], **span)
+    ratios = [np.nan] * len(trajectories)
+    for name, mask_path in zip(smk.params.regions, smk.input.regions, strict=True):
+        # mask_inside checks the mask's extent against .box/.apix: the decoder has both
+        inside = mask_inside(mask_path, decoder.neutral, decoder)
+        trajectory, ratio = localized_trajectory(latent, decoder, inside, f"region_{name}", **span)
+        trajectories.append(trajectory)
+        ratios.append(ratio)
+        progress(f"region {name}: {inside.sum()} Gaussians inside, motion ratio {ratio:.3g}")
+
+    table, meta = load_table(smk.input.table), load_meta(smk.input.meta)
+    source = reconstruction_source(table, Path(smk.input.meta).parent, meta, recon["scale"])
+    rows = table_rows(table, landscape["index"].to_numpy())
+    summary = []
+    for trajectory, ratio in zip(trajectories, ratios, strict=True):
+        progress(f"trajectory {trajectory.name}")
+        points = write_trajectory(
+            trajectory,
+            decoder,
+            Path(smk.output.trajectories) / trajectory.name,
+            latent=latent,
+            rows=rows,
+            table=table,
+            source=source,
+            count=settings["particles"],
+            wiener=recon["wiener"],
+            interpolation=recon["interpolation"],
+            progress=progress,
+        )
+        move = displacement(decode_points(decoder, trajectory)) * decoder.box * decoder.apix
+        summary.append(
+            {
+                "trajectory": trajectory.name,
+                **{f"v{i}": x for i, x in enumerate(trajectory.direction)},
+                "t_start": trajectory.t[0],
+                "t_end": trajectory.t[-1],
+                "particles_per_point": int(points["particles"].iloc[0]),
+                "max_motion_A": float(move.max()),
+                "mean_motion_A": float(move.mean()),
+                "region_ratio": ratio,
+            }
+        )
+    pd.DataFrame(summary).to_csv(smk.output.table, index=False)
+
+
+run(main)

@@ -1,0 +1,32 @@
+"""Rule train: encoder and decoder of one mode on one half, resuming from checkpoints."""
+
+from pathlib import Path
+from typing import Any
+
+from rulekit import Progress, run
+
+WORKFLOW_KEYS = ("modes", "mask")  # train: keys that choose runs, not settings of one
+
+
+def main(smk: Any, progress: Progress) -> None:
+    from gmmscape.gmmio import read_text
+    from gmmscape.streaming import load_particles
+    from gmmscape.train import check_extent, mask_inside, settings_from_config, train
+
+    section = {k: v for k, v in smk.params.train.items() if k not in WORKFLOW_KEYS}
+    settings = settings_from_config(section, mode=smk.wildcards.mode, seed=smk.params.seed)
+    particles = load_particles(smk.input.table, smk.input.stack)
+    neutral, box, apix = read_text(smk.input.gmm)
+    check_extent(f"GMM {smk.input.gmm}", box, apix, particles)
+    inside = mask_inside(smk.input.mask, neutral, particles) if smk.input.mask else None
+    run_name = f"{smk.wildcards.mode}_{smk.wildcards.half}"
+    free = "all" if inside is None else f"{int(inside.sum())} inside the mask"
+    progress(f"train {run_name}: {particles.n} particles, {len(neutral)} Gaussians ({free} free)")
+    outdir = Path(smk.output.latent).parent
+    history = train(
+        neutral, particles, smk.input.features, outdir, settings, inside=inside, frame=(box, apix)
+    )
+    progress(f"train {run_name}: done, final loss {history['loss'].iloc[-1]:.5f}")
+
+
+run(main)

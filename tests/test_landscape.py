@@ -1,0 +1,235 @@
+"""Embedding and clustering: determinism with a seed, recovery of well-separated classes."""
+
+from __future__ import annotations
+
+import landscape_data
+import numpy as np
+import pandas as pd
+import pytest
+import train_data
+from sklearn.metrics import adjusted_rand_score
+
+from gmmscape.clustering import LatentClusters, cluster_counts
+from gmmscape.embedding import LatentEmbedding, fit_pca, make_landscape
+from gmmscape.errors import InputError
+from gmmscape.fsc import fsc_table, resolution_at
+from gmmscape.importer import load_meta, load_table
+from gmmscape.io.mrc import read_map
+from gmmscape.plots import landscape_figures
+from gmmscape.projection import density
+from gmmscape.reconstruct import cropped_source, reconstruct_classes, reconstruct_with_halves
+
+
+def blobs(n_per: tuple[int, ...] = (150, 100, 50), dim: int = 4, seed: int = 0):
+    """Well-separated Gaussian blobs in a dim-D latent space, with their true labels."""
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * np.eye(max(dim, len(n_per)))[: len(n_per), :dim]
+    z = np.concatenate(
+        [c + 0.3 * rng.standard_normal((n, dim)) for c, n in zip(centres, n_per, strict=True)]
+    )
+    truth = np.repeat(np.arange(len(n_per)), n_per)
+    order = rng.permutation(len(z))
+    return z[order], truth[order]
+
+
+def latent_frame(z: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(z, columns=[f"z{i}" for i in range(z.shape[1])])
+    frame.insert(0, "index", np.arange(len(z)) * 2)
+    return frame
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(method="kmeans", n_clusters=3),
+        dict(method="gmm", n_clusters=3),
+        dict(method="spectral", n_clusters=3),
+        dict(method="bic", max_clusters=4),
+        dict(method="hdbscan"),
+    ],
+)
+def test_clustering_recovers_separated_classes_numbered_by_population(params):
+    z, truth = blobs()
+    model = LatentClusters(random_state=1, **params).fit(z)
+    assert model.n_clusters_ == 3
+    assert adjusted_rand_score(truth, model.labels_) > 0.99
+    np.testing.assert_array_equal(model.labels_, truth)  # truth is numbered by population
+    again = LatentClusters(random_state=1, **params).fit_predict(z)
+    np.testing.assert_array_equal(again, model.labels_)
+
+
+def test_clustering_rejects_bad_settings():
+    z, _ = blobs()
+    with pytest.raises(InputError, match="method"):
+        LatentClusters(method="dbscan").fit(z)
+    with pytest.raises(InputError, match="cannot make 500 clusters"):
+        LatentClusters(method="kmeans", n_clusters=500).fit(z)
+
+
+def test_cluster_counts_table():
+    labels = np.array([0, 0, 1, -1, 0, 1])
+    table = cluster_counts(labels, subset=np.array([1, 2, 1, 1, 2, 2]))
+    assert table.to_dict("list") == {
+        "cluster": [-1, 0, 1],
+        "particles": [1, 3, 2],
+        "percent": [100 / 6, 50.0, 100 / 3],
+        "even": [1, 1, 1],
+        "odd": [0, 2, 1],
+    }
+
+
+def test_pca_is_invertible_and_deterministic():
+    z, _ = blobs(dim=5)
+    pca = fit_pca(z)
+    np.testing.assert_allclose(pca.inverse_transform(pca.transform(z)), z, atol=1e-10)
+    np.testing.assert_array_equal(fit_pca(z.copy()).components_, pca.components_)
+    assert np.all(np.diff(pca.explained_variance_) <= 0)
+
+
+def test_landscape_table_with_umap_is_seeded_and_keeps_the_latent(tmp_path):
+    z, truth = blobs((120, 80), dim=4)
+    latent = latent_frame(z)
+    tables = [
+        make_landscape(
+            latent,
+            LatentEmbedding(n_neighbors=10, random_state=3),
+            LatentClusters("hdbscan", random_state=3),
+            space="umap",
+        )
+        for _ in range(2)
+    ]
+    table = tables[0]
+    assert list(table.columns) == [
+        "index",
+        "z0",
+        "z1",
+        "z2",
+        "z3",
+        "pc0",
+        "pc1",
+        "umap0",
+        "umap1",
+        "cluster",
+    ]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(table[latent.columns], latent)
+    assert adjusted_rand_score(truth, table["cluster"]) > 0.99
+    assert sorted(landscape_figures(table, tmp_path)) == [
+        "pca_density.png", "pca_scatter.png", "umap_density.png", "umap_scatter.png",
+    ]  # fmt: skip
+    assert (tmp_path / "umap_scatter.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_whitened_pca_splits_parallel_curves_across_not_along():
+    """Two parallel curves 4 units long, 0.6 apart (a composition across a motion): k-means
+    on the raw latent cuts them in the middle, on the whitened PCA scores between them."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 2, 600)
+    truth = np.arange(600) % 2
+    z = np.column_stack([x, 0.6 * truth + 0.05 * rng.standard_normal(600)])
+    frame = latent_frame(z)
+    scores = {
+        space: adjusted_rand_score(
+            truth,
+            make_landscape(frame, LatentEmbedding(umap=False), LatentClusters("kmeans", 2), space)[
+                "cluster"
+            ],
+        )
+        for space in ("latent", "pca")
+    }
+    assert scores["latent"] < 0.1 and scores["pca"] > 0.99
+
+
+def test_spectral_follows_curved_clusters():
+    """Two interleaved arcs (a UMAP-like view of two states along a motion): spectral
+    clustering separates them, k-means and the Gaussian mixture cut across both."""
+    rng = np.random.default_rng(3)
+    angle = rng.uniform(0, np.pi, 600)
+    truth = np.arange(600) % 2
+    xy = np.column_stack([np.cos(angle) + truth, np.sin(angle) * (1 - 2 * truth) + 0.5 * truth])
+    xy += 0.05 * rng.standard_normal(xy.shape)
+    score = {
+        m: adjusted_rand_score(truth, LatentClusters(m, 2).fit_predict(xy))
+        for m in ("spectral", "kmeans", "gmm")
+    }
+    assert score["spectral"] > 0.99 and max(score["kmeans"], score["gmm"]) < 0.6
+
+
+def test_landscape_without_umap_clusters_the_latent():
+    z, truth = blobs((60, 40), dim=1)
+    table = make_landscape(
+        latent_frame(z), LatentEmbedding(umap=False), LatentClusters("kmeans", 2), space="latent"
+    )
+    assert list(table.columns) == ["index", "z0", "pc0", "pc1", "cluster"]
+    assert (table["pc1"] == 0).all()
+    assert adjusted_rand_score(truth, table["cluster"]) > 0.99
+    with pytest.raises(InputError, match="umap"):
+        make_landscape(latent_frame(z), LatentEmbedding(umap=False), LatentClusters(), space="umap")
+
+
+# --- end to end on a trained run (the issue's checks, CI-sized) -----------------------
+
+
+@pytest.fixture(scope="module")
+def composition_classes(tmp_path_factory):
+    """Composition system, training `all` with a 2D latent, 2 classes by k-means on the
+    whitened PCA scores, a map per class and the consensus map. At this CI size (1,000
+    particles) whitened k-means is the method that separates; on the demo's 2,000- and
+    4,000-particle runs the default, spectral on UMAP, is (ARI 0.91, 0.89, 0.91 for its
+    all, even and odd runs, where whitened k-means gave 0.93, 0.89, 0.20)."""
+    run = landscape_data.trained_run("composition", "all", "all", 2)
+    root = train_data.dataset("composition", landscape_data.PER_STATE)
+    table = make_landscape(
+        pd.read_csv(run / "latent.csv"),
+        LatentEmbedding(umap=False),
+        LatentClusters("kmeans", n_clusters=2, random_state=0),
+        space="pca",
+    )
+    imported = load_table(root / "import" / "particles.csv")
+    source = cropped_source(
+        root / "import" / "stack.mrcs", load_meta(root / "import" / "meta.json")
+    )
+    out = tmp_path_factory.mktemp("classes")
+    reconstruct_classes(table, imported, source, out)
+    (consensus,) = reconstruct_with_halves(imported, source, [np.arange(len(imported))])
+    return root, table, out, consensus.full, source
+
+
+@pytest.mark.slow
+def test_composition_classes_are_found(composition_classes):
+    root, table, *_ = composition_classes
+    truth = train_data.ground_truth(root, table["index"])
+    ari = adjusted_rand_score(truth["composition"], table["cluster"])
+    print(f"composition classes: ARI {ari:.3f}")
+    assert ari >= 0.9
+
+
+@pytest.mark.slow
+def test_class_maps_resolve_their_composition(composition_classes):
+    """Each class map agrees better with the true maps of its own composition than with the
+    other's (mean FSC to half Nyquist, averaged over the states). Printed too: where its
+    FSC against its true maps and the consensus map's cross 0.5. The class map does not
+    get finer than the consensus here: it has half the particles, and the compositions
+    differ by 6% of the mass (with the true classes, 18.5 vs 17.6 A at box 64)."""
+    root, table, out, consensus, source = composition_classes
+    truth = train_data.ground_truth(root, table["index"])
+    models = train_data.truth_models(root)
+    for k in (0, 1):
+        comp = int(truth["composition"][table["cluster"].to_numpy() == k].mode()[0])
+        rec = read_map(out / f"class_{k:02d}.mrc")[0]
+
+        def mean_curve(volume, c):
+            maps = [density(g, source.box) for n, g in models.items() if n.endswith(f"_c{c}")]
+            curves = [fsc_table(volume, m, source.apix) for m in maps]
+            return curves[0].assign(fsc=np.mean([t["fsc"] for t in curves], axis=0))
+
+        own, other = mean_curve(rec, comp), mean_curve(rec, 1 - comp)
+        cons = mean_curve(consensus, comp)
+        low = slice(1, source.box // 4 + 1)  # shells to half Nyquist, where the blob shows
+        print(
+            f"class {k} (composition {comp}): FSC 0.5 vs its true maps at "
+            f"{resolution_at(own, 0.5):.1f} A, consensus map at {resolution_at(cons, 0.5):.1f} A; "
+            f"mean FSC to half Nyquist {own['fsc'][low].mean():.3f} vs other composition "
+            f"{other['fsc'][low].mean():.3f}"
+        )
+        assert own["fsc"][low].mean() > other["fsc"][low].mean() + 0.02
