@@ -92,6 +92,7 @@ def import_particles(
         "source_file": str(particles),
         "format": records.format,
         "flipped": True,
+        "source_flipped": not flip,  # reconstruction from the original images needs it
         "has_ctf": bool(table["defocus_u"].notna().all()),
     }
     step = max(1, min(int(chunk), _PIXELS_PER_STEP // int(table["box"].max()) ** 2))

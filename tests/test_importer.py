@@ -46,7 +46,8 @@ def test_import_writes_table_meta_and_flipped_cropped_stack(tmp_path, dataset):
     assert meta == result.meta
     assert meta == {
         "apix": 3.0, "box": 16, "apix_original": 1.5, "box_original": 32, "n_particles": 11,
-        "source_file": str(star.resolve()), "format": "relion31", "flipped": True, "has_ctf": True,
+        "source_file": str(star.resolve()), "format": "relion31", "flipped": True,
+        "source_flipped": False, "has_ctf": True,
     }  # fmt: skip
     table = load_table(result.table)
     assert list(table.columns) == TABLE_COLUMNS
@@ -110,6 +111,7 @@ def test_eman2_import_without_ctf_needs_flip_false(tmp_path):
     assert not (tmp_path / "import").exists() or not any((tmp_path / "import").iterdir())
     result = import_particles(tmp_path / "ptcls.lst", tmp_path / "import", flip=False)
     assert result.meta["format"] == "eman2" and result.meta["has_ctf"] is False
+    assert result.meta["source_flipped"] is True
     with mrcfile.open(result.stack) as mrc:
         np.testing.assert_allclose(mrc.data, np.stack(p.images), atol=1e-5)
 
