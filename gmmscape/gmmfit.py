@@ -143,15 +143,21 @@ def split_gaussians(gmm: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return out
 
 
-def drop_outside(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Keep the Gaussians whose centre's nearest voxel has mask > 0.5 (outside the box: dropped)."""
-    box = _check_volume(mask, "mask")
+def centre_values(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N,) mask value at each Gaussian centre's nearest voxel; -inf for centres outside the box."""
+    box = mask.shape[-1]
     idx = np.rint(np.asarray(gmm[:, :3], dtype=np.float64) * box).astype(np.int64) + box // 2
     inside = np.all((idx >= 0) & (idx < box), axis=1)
-    keep = np.zeros(len(gmm), dtype=bool)
+    values = np.full(len(gmm), -np.inf)
     x, y, z = idx[inside].T
-    keep[inside] = mask[z, y, x] > 0.5
-    return gmm[keep]
+    values[inside] = mask[z, y, x]
+    return values
+
+
+def drop_outside(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Keep the Gaussians whose centre's nearest voxel has mask > 0.5 (outside the box: dropped)."""
+    _check_volume(mask, "mask")
+    return gmm[centre_values(gmm, mask) > 0.5]
 
 
 @dataclass(frozen=True)

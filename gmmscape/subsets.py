@@ -21,7 +21,7 @@ import starfile
 
 from .clustering import UNASSIGNED
 from .errors import InputError
-from .io.eman2 import _records, write_lst
+from .io.eman2 import lst_records, write_lst
 from .io.star import write_star
 
 _OPTICS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
@@ -85,7 +85,7 @@ def _convert_30(
 def lst_subset(path: str | os.PathLike, rows: np.ndarray) -> list[tuple[int, str, str]]:
     """Records (image index, absolute image path, original dict text) of .lst rows ``rows``."""
     path = Path(path)
-    lines = _records(path)
+    lines = lst_records(path)
     records = []
     for row in _check_rows(rows, len(lines), path):
         index, image, meta = (lines[row].rstrip().split("\t", 2) + ["", ""])[:3]

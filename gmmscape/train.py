@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from .errors import InputError
 from .features import FeatureInfo, gmm_checksum, open_features
+from .gmmfit import centre_values
 from .io.common import atomic_output
 from .io.mrc import read_map
 from .networks import GmmSpace, build_decoder, build_encoder, check_mode
@@ -453,10 +454,7 @@ def mask_inside(
         )
     box = mask.shape[-1]
     check_extent(f"mask {path}", box, apix, particles)
-    voxel = np.rint(np.asarray(neutral)[:, :3] * box).astype(np.int64) + box // 2
-    inside = ((voxel >= 0) & (voxel < box)).all(axis=1)
-    x, y, z = np.clip(voxel, 0, box - 1).T
-    inside &= mask[z, y, x] >= threshold
+    inside = centre_values(neutral, mask) >= threshold
     if not inside.any():
         raise InputError(f"{path}: no Gaussian of the neutral GMM lies inside the mask")
     return inside

@@ -47,7 +47,7 @@ class _RecordError(ValueError):
     """A record could not be parsed; the reader adds the file and record number."""
 
 
-def _records(path: Path) -> list[str]:
+def lst_records(path: Path) -> list[str]:
     """The record lines of a #LSX file (or an old variable-length #LST file)."""
     try:
         lines = path.read_text().splitlines()
@@ -165,7 +165,7 @@ class _Particle:
 def _parse(path: Path) -> list[_Particle]:
     """All records, image files resolved to absolute paths (each distinct name once)."""
     particles, resolved = [], {}
-    for i, line in enumerate(_records(path)):
+    for i, line in enumerate(lst_records(path)):
         what = f"{path} record {i} (line {i + 4})"
         try:
             particle = _Particle(line)
