@@ -3,7 +3,8 @@ the count.
 
 Labels are renumbered by decreasing population (class 0 is the largest), so the same
 partition always gets the same names whatever order the algorithm found it in.
-``hdbscan`` leaves outliers unassigned (label -1): they get no class map or subset.
+``hdbscan`` leaves outliers unassigned (label -1), as latent.csv does junk particles
+(gmmscape.embedding.with_junk): they get no class map or subset.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
-from .clustering import SPACES
+from .clustering import SPACES, UNASSIGNED
 from .errors import InputError
 
 
@@ -28,6 +28,12 @@ def latent_columns(frame: pd.DataFrame) -> list[str]:
     if not columns:
         raise InputError("latent table: expected columns z0, z1, ... (DESIGN.md latent.csv)")
     return columns
+
+
+def embedded(landscape: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a landscape table that have a latent vector: junk particles have none
+    (``with_junk``), so PCA, nearest-particle searches and plots must leave them out."""
+    return landscape[landscape[latent_columns(landscape)].notna().all(axis=1)]
 
 
 def fit_pca(latent: np.ndarray) -> PCA:
@@ -110,9 +116,10 @@ def make_landscape(
     clusters: BaseEstimator,
     space: str = "umap",
 ) -> pd.DataFrame:
-    """The landscape table (DESIGN.md latent.csv): the training latent table plus
-    ``pc0, pc1[, umap0, umap1]`` and ``cluster``, clustered in ``space``
-    (``latent``: z columns, ``pca``: all PCs whitened, ``umap``: the 2D UMAP view)."""
+    """The landscape table of the trained particles (``with_junk`` adds the junk ones for
+    DESIGN.md latent.csv): the training latent table plus ``pc0, pc1[, umap0, umap1]`` and
+    ``cluster``, clustered in ``space`` (``latent``: z columns, ``pca``: all PCs
+    whitened, ``umap``: the 2D UMAP view)."""
     z = latent[latent_columns(latent)].to_numpy(np.float64)
     if space not in SPACES:
         raise InputError(f"landscape.cluster.space: expected one of {SPACES}, got {space!r}")
@@ -125,3 +132,14 @@ def make_landscape(
     )
     table["cluster"] = clusters.fit_predict(points)
     return table
+
+
+def with_junk(table: pd.DataFrame, junk_index: np.ndarray) -> pd.DataFrame:
+    """A landscape table with one row per particle of the run (DESIGN.md latent.csv), by
+    ``index``: training leaves junk particles (non-finite image or loss, train/{run}/junk.csv)
+    out of its latent table, so they come back here with NaN latent and view coordinates
+    and cluster -1 (unassigned), and results still join back to every input row."""
+    index = np.union1d(table["index"].to_numpy(np.int64), np.asarray(junk_index, np.int64))
+    full = table.set_index("index").reindex(index)
+    full["cluster"] = full["cluster"].fillna(UNASSIGNED).astype(np.int64)
+    return full.rename_axis("index").reset_index()

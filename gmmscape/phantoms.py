@@ -24,7 +24,7 @@ The phantoms are fixed (their own seed), independent of the particle seed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -195,6 +195,17 @@ SYSTEMS: dict[str, Callable[[], System]] = {
     "cyclic": cyclic_system,
     "composition": composition_system,
 }
+
+
+def scale_part(system: System, part: int, factor: float) -> System:
+    """The system with one part's amplitudes multiplied by factor.
+
+    A heavier extra density makes the compositions differ more than the noise, the
+    regime where class maps beat the consensus (docs/validation.md).
+    """
+    models = system.models.copy()
+    models[:, system.part == part, 3] *= factor
+    return replace(system, models=models)
 
 
 def build_system(name: str) -> System:

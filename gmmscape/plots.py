@@ -126,13 +126,15 @@ def quiver(
 
 def landscape_figures(table: pd.DataFrame, outdir: str | os.PathLike) -> list[str]:
     """Scatter and density PNGs of each 2D view in a landscape table (pca, and umap when
-    present), coloured by cluster; returns the file names written in outdir."""
+    present), coloured by cluster; returns the file names written in outdir. Junk
+    particles (no coordinates) are left out."""
     names = []
     for view in ("pc", "umap"):
         axes = (f"{view}0", f"{view}1")
         if not set(axes) <= set(table.columns):
             continue
-        xy, labels = table[list(axes)].to_numpy(), table["cluster"].to_numpy()
+        shown = table.dropna(subset=list(axes))
+        xy, labels = shown[list(axes)].to_numpy(), shown["cluster"].to_numpy()
         prefix = "pca" if view == "pc" else view
         for kind, draw in (("scatter", scatter), ("density", density)):
             name = f"{prefix}_{kind}.png"

@@ -401,8 +401,8 @@ def reconstruct_classes(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """Map, half maps and FSC of every class of a landscape table (``index``, ``cluster``)
-    into outdir as class_KK*.mrc / class_KK_fsc.csv. Unassigned particles (-1) and classes
-    of a single particle (no half maps) are skipped.
+    into outdir as class_KK*.mrc / class_KK_fsc.csv. Unassigned particles (-1: hdbscan
+    outliers, junk) and classes of a single particle (no half maps) are skipped.
 
     Returns the class table (cluster, particles, resolution_0.143, resolution_0.5, map)
     and each class's FSC table.

@@ -304,7 +304,7 @@ def _write_particles(
 
 
 def simulate(
-    system: str,
+    system: str | System,
     outdir: str | os.PathLike,
     *,
     per_state: int = 200,
@@ -314,13 +314,14 @@ def simulate(
     seed: int = 0,
     chunk: int = 128,
 ) -> dict[str, Path]:
-    """Write a simulated data set of a named system ("linear", "cyclic", "composition").
+    """Write a simulated data set of a system, given by name ("linear", "cyclic",
+    "composition") or as a gmmscape.phantoms.System (e.g. from ``scale_part``).
 
     per_state particles per state (split between compositions), box in pixels, apix in
     Angstrom, snr None or inf for noise-free particles. Returns the output paths by key
     (particles, stack, consensus, states, truth_gmm, ground_truth, mask, moving_mask, info).
     """
-    sys_ = build_system(system)
+    sys_ = build_system(system) if isinstance(system, str) else system
     _check(box, apix, snr, per_state, chunk, seed)
     pose_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
     table = _draw_particles(sys_, per_state, box, apix, np.random.default_rng(pose_seed))
@@ -330,7 +331,9 @@ def simulate(
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     n = len(table)
-    log.info("simulate %s: %d particles, box %d, %.3g A/pixel, SNR %s", system, n, box, apix, snr)
+    log.info(
+        "simulate %s: %d particles, box %d, %.3g A/pixel, SNR %s", sys_.name, n, box, apix, snr
+    )
 
     levels = _write_particles(
         sys_, table, box, apix, snr, noise_seed, chunk, staging / OUTPUTS["stack"]
@@ -341,7 +344,7 @@ def simulate(
     truth.insert(0, "index", np.arange(n))
     truth.to_csv(staging / OUTPUTS["ground_truth"], index=False)
     info = dict(
-        system=system,
+        system=sys_.name,
         coordinate=sys_.coordinate_name,
         n_states=sys_.n_states,
         per_state=per_state,

@@ -36,6 +36,7 @@ if config["split"]:
 rule landscape_embed:
     input:
         latent=out("train/{run}/latent.csv"),
+        junk=out("train/{run}/junk.csv"),
         table=out("import/particles.csv"),
     output:
         latent=out("landscape/{run}/latent.csv"),

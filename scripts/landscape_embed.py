@@ -9,7 +9,7 @@ from rulekit import Progress, run
 
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.clustering import LatentClusters, cluster_counts
-    from gmmscape.embedding import LatentEmbedding, make_landscape
+    from gmmscape.embedding import LatentEmbedding, make_landscape, with_junk
     from gmmscape.importer import load_table
     from gmmscape.plots import landscape_figures
 
@@ -17,21 +17,25 @@ def main(smk: Any, progress: Progress) -> None:
     cluster = dict(settings["cluster"])
     space = cluster.pop("space")
     latent = pd.read_csv(smk.input.latent)
+    junk = pd.read_csv(smk.input.junk)["index"].to_numpy()
     embedding = LatentEmbedding(
         umap=settings["umap"],
         n_neighbors=settings["n_neighbors"],
         min_dist=settings["min_dist"],
         random_state=smk.params.seed,
     )
-    progress(f"landscape {smk.wildcards.run}: {len(latent)} particles")
+    progress(f"landscape {smk.wildcards.run}: {len(latent)} particles, {len(junk)} junk")
     table = make_landscape(
         latent, embedding, LatentClusters(**cluster, random_state=smk.params.seed), space
     )
-    table.to_csv(smk.output.latent, index=False)
+    full = with_junk(table, junk)
+    full.to_csv(smk.output.latent, index=False)
+    # Populations among the trained particles (junk: train/{run}/junk.csv), so junk rates
+    # do not shift the class percentages that the even/odd reproducibility compares.
     subset = load_table(smk.input.table).set_index("index")["subset"]
     counts = cluster_counts(table["cluster"].to_numpy(), subset[table["index"]].to_numpy())
     counts.to_csv(smk.output.counts, index=False)
-    landscape_figures(table, Path(smk.output.latent).parent)
+    landscape_figures(full, Path(smk.output.latent).parent)
     progress(
         f"landscape {smk.wildcards.run}: {(counts['cluster'] >= 0).sum()} classes "
         f"({cluster['method']} on {space})"

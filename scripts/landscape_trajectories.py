@@ -11,7 +11,7 @@ from rulekit import Progress, run
 
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.decode import load_decoder
-    from gmmscape.embedding import fit_pca, latent_columns
+    from gmmscape.embedding import embedded, fit_pca, latent_columns
     from gmmscape.importer import load_meta, load_table
     from gmmscape.reconstruct import reconstruction_source, table_rows
     from gmmscape.train import mask_inside
@@ -24,7 +24,7 @@ def main(smk: Any, progress: Progress) -> None:
     )
 
     settings, recon = smk.params.trajectory, smk.params.reconstruct
-    landscape = pd.read_csv(smk.input.latent)
+    landscape = embedded(pd.read_csv(smk.input.latent))  # junk has no latent
     latent = landscape[latent_columns(landscape)].to_numpy(np.float64)
     decoder = load_decoder(Path(smk.input.decoder).parent)
     span = dict(n_points=settings["points"], percentiles=tuple(settings["percentiles"]))

@@ -115,6 +115,18 @@ def test_composition_adds_the_blob_to_half_of_the_models_only():
     np.testing.assert_array_equal(system.models[system.composition == 1][:, ~extra], linear.models)
 
 
+def test_a_heavier_blob_scales_only_its_amplitudes_and_simulates(tmp_path):
+    system = phantoms.build_system("composition")
+    heavy = phantoms.scale_part(system, phantoms.EXTRA, 4.0)
+    extra = system.part == phantoms.EXTRA
+    np.testing.assert_array_equal(heavy.models[:, extra, 3], 4.0 * system.models[:, extra, 3])
+    np.testing.assert_array_equal(heavy.models[:, ~extra], system.models[:, ~extra])
+    paths = simulate.simulate(heavy, tmp_path, per_state=1, box=BOX, snr=None)
+    blob = np.load(paths["truth_gmm"] / "state_000_c1.npy")[extra, 3]
+    np.testing.assert_array_equal(blob, 4.0)
+    assert json.loads(paths["info"].read_text())["system"] == "composition"
+
+
 # --- particle formation --------------------------------------------------------------
 
 
