@@ -7,9 +7,9 @@ play no part) and reports, per composition:
   and where the consensus map's does; and the mean FSC over the well-resolved shells
   (to half the consensus half maps' 0.5 shell), the check the tests assert;
 - (b) the FSC between the class maps of the even and of the odd particles at the
-  resolution where the consensus half maps reach 0.5, and the FSC that two maps of one
-  structure from as many particles are expected to reach there
-  (gmmscape.reproducibility.expected_fsc), the check the verdict uses.
+  resolution where the consensus half maps reach 0.5, and the FSC that the two maps' own
+  half maps predict there for one structure (gmmscape.reproducibility.expected_fsc), the
+  check the verdict uses.
 
     .venv/bin/python bench/validate_class_maps.py [--extra-scale 1 4] [--per-state 200]
 """
@@ -69,13 +69,11 @@ def measure(sim: Path, imp: Path) -> list[dict]:
     consensus, truths = maps[0], true_maps(sim, source.box)
     res = resolution_at(consensus.fsc, 0.5)
     well = slice(1, max(1, int(source.box * source.apix / res) // 2) + 1)
-    per_half = consensus.n_particles / 2
     rows = []
     for c in (0, 1):
         own = mean_fsc(maps[1 + c].full, truths[c], source.apix)
         cons = mean_fsc(consensus.full, truths[c], source.apix)
-        even, odd = maps[3 + 2 * c].full, maps[4 + 2 * c].full
-        n_even, n_odd = len(sets[3 + 2 * c]), len(sets[4 + 2 * c])
+        even, odd = maps[3 + 2 * c], maps[4 + 2 * c]
         rows.append(
             {
                 "composition": c,
@@ -84,8 +82,8 @@ def measure(sim: Path, imp: Path) -> list[dict]:
                 "class_mean_fsc": own["fsc"].to_numpy()[well].mean(),
                 "consensus_mean_fsc": cons["fsc"].to_numpy()[well].mean(),
                 "halves_0.5_A": res,
-                "even_odd_fsc": fsc_at(fsc_table(even, odd, source.apix), res),
-                "expected_fsc": expected_fsc(0.5, per_half, n_even, n_odd),
+                "even_odd_fsc": fsc_at(fsc_table(even.full, odd.full, source.apix), res),
+                "expected_fsc": expected_fsc(fsc_at(even.fsc, res), fsc_at(odd.fsc, res)),
             }
         )
     return rows

@@ -5,17 +5,19 @@ Matching: the Hungarian algorithm (scipy's linear_sum_assignment) on the mean FS
 class maps over shells 1..k, k where the consensus half maps' FSC falls to 0.5 (the
 frequencies the data resolve; low shells carry compositional differences).
 
-Agreement of a matched pair is judged at the consensus half maps' 0.5 resolution. Two
-random halves of the consensus reach FSC 0.5 there by definition, but a class has fewer
-particles than a consensus half, so even identical structures give less: with the
-consensus FSC f per shell, the signal-to-noise per particle is f / (1 - f) / m (m
-particles per consensus half) and two independent maps of n_a and n_b particles of the
-same structure are expected to reach FSC sqrt(s_a s_b / ((1 + s_a)(1 + s_b))),
-s = n f / ((1 - f) m). A pair agrees when its FSC there is at least that expectation
-minus ``fsc_margin`` (and so at least 0.5 - margin for classes as large as the halves),
-and its populations differ by at most ``population_tolerance`` percentage points. The
-analysis is reproducible when both halves found the same number of classes and every
-matched pair agrees.
+Agreement of a matched pair is judged at the consensus half maps' 0.5 resolution, against
+what the two class maps' own half maps predict there. Maps of one structure from fewer
+particles, or of a lighter structure, reach less than the consensus half maps' 0.5 (half
+the particles give FSC 1/3 where the halves give 0.5; docs/validation.md), so a fixed 0.5
+would call every small class irreproducible. Each class map's half-map FSC f gives its
+full map's SNR, S = 2 f / (1 - f), and two independent maps of the same structure with
+SNRs S_a and S_b are expected to reach FSC sqrt(S_a S_b / ((1 + S_a)(1 + S_b))); for
+equal maps that is 2 f / (1 + f), the relation between half-map and full-map FSC. A pair
+agrees when its FSC there is at least that expectation minus ``fsc_margin`` and its
+populations differ by at most ``population_tolerance`` percentage points: different
+structures in the two halves fall below the expectation, however many particles each
+has. The analysis is reproducible when both halves found the same number of classes and
+every matched pair agrees.
 """
 
 from __future__ import annotations
@@ -45,11 +47,10 @@ def fsc_at(table: pd.DataFrame, resolution: float) -> float:
     return float(np.interp(1.0 / resolution, 1.0 / shells["resolution"], shells["fsc"]))
 
 
-def expected_fsc(consensus_fsc: float, per_half: float, n_a: float, n_b: float) -> float:
-    """FSC expected between maps of n_a and n_b particles of one structure, given the FSC
-    of two consensus halves of ``per_half`` particles each at the same shell."""
-    f = float(np.clip(consensus_fsc, 0.0, 0.999))
-    s_a, s_b = (n * f / ((1.0 - f) * per_half) for n in (n_a, n_b))
+def expected_fsc(half_fsc_a: float, half_fsc_b: float) -> float:
+    """FSC expected between two maps of one structure whose own half maps reach
+    half_fsc_a and half_fsc_b at the same shell (noise independent between all four)."""
+    s_a, s_b = (2.0 * f / (1.0 - f) for f in np.clip([half_fsc_a, half_fsc_b], 0.0, 0.999))
     return float(np.sqrt(s_a * s_b / ((1.0 + s_a) * (1.0 + s_b))))
 
 
@@ -109,16 +110,16 @@ class Reproducibility:
         if len(weak):
             return [f"matched class maps disagree {where}: {listing}"]
         return [
-            f"matched class maps agree {where}, as well as maps of the same structure from "
-            f"as many particles would: {listing}"
+            f"matched class maps agree {where}, as well as their own half maps predict for "
+            f"one structure: {listing}"
         ]
 
 
 def compare_halves(
     classes: tuple[pd.DataFrame, pd.DataFrame],
     maps: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    class_fsc: tuple[Sequence[pd.DataFrame], Sequence[pd.DataFrame]],
     consensus_halves: tuple[np.ndarray, np.ndarray],
-    consensus_particles: tuple[int, int],
     apix: float,
     *,
     mask: np.ndarray | None = None,
@@ -128,13 +129,16 @@ def compare_halves(
     """Match and compare the classes of the even and odd halves.
 
     classes: per half, a class table with ``cluster``, ``particles`` and ``percent``
-    (rows in the order of ``maps``); maps: per half, one map per class;
-    consensus_halves: the maps of all even and all odd particles, and
-    consensus_particles their particle numbers; mask: optional soft mask for every FSC.
+    (rows in the order of ``maps``); maps: per half, one map per class; class_fsc: per
+    half, the FSC of each class map's own half maps (same order, same mask);
+    consensus_halves: the maps of all even and all odd particles; mask: optional soft
+    mask for every FSC.
     """
     even, odd = maps
     if not len(even) or not len(odd):
         raise InputError("reproducibility: each half needs at least one class map")
+    if [len(t) for t in class_fsc] != [len(even), len(odd)]:
+        raise InputError("reproducibility: expected one half-map FSC table per class map")
     w = 1.0 if mask is None else mask
     consensus = fsc_table(consensus_halves[0] * w, consensus_halves[1] * w, apix)
     res = resolution_at(consensus, FSC_THRESHOLD)
@@ -147,7 +151,6 @@ def compare_halves(
         score[i, j] = curve["fsc"].to_numpy()[1 : top + 1].mean()
     pairs = match(score)
     info = [c.reset_index(drop=True) for c in classes]
-    per_half = float(np.mean(consensus_particles))
     rows = []
     for i, j in pairs:
         a, b = info[0].loc[i], info[1].loc[j]
@@ -162,7 +165,9 @@ def compare_halves(
                 "mean_fsc": score[i, j],
                 "resolution_0.5": resolution_at(curves[(i, j)], FSC_THRESHOLD),
                 "fsc_at_consensus": fsc_at(curves[(i, j)], res),
-                "fsc_expected": expected_fsc(0.5, per_half, a["particles"], b["particles"]),
+                "fsc_expected": expected_fsc(
+                    fsc_at(class_fsc[0][i], res), fsc_at(class_fsc[1][j], res)
+                ),
             }
         )
     for half, name in ((0, "even"), (1, "odd")):

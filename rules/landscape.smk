@@ -216,7 +216,6 @@ rule reproducibility:
         odd_maps=out("landscape/{mode}_odd/classes"),
         half1=out("landscape/consensus/map_half1.mrc"),
         half2=out("landscape/consensus/map_half2.mrc"),
-        table=out("import/particles.csv"),
         mask=optional(FSC_MASK),
     output:
         table=out("reproducibility/{mode}/report.csv"),

@@ -8,29 +8,30 @@ import pandas as pd
 from rulekit import Progress, run
 
 
-def class_maps(table_path: str, maps_dir: str) -> tuple[pd.DataFrame, list]:
+def class_maps(table_path: str, maps_dir: str) -> tuple[pd.DataFrame, list, list]:
+    """A half's class table, its class maps and their half-map FSC tables (class_KK_fsc.csv)."""
     from gmmscape.io.mrc import read_map
 
     table = pd.read_csv(table_path)
-    return table, [read_map(Path(maps_dir) / name)[0] for name in table["map"]]
+    maps = [Path(maps_dir) / name for name in table["map"]]
+    fsc = [pd.read_csv(m.with_name(f"{m.stem}_fsc.csv")) for m in maps]
+    return table, [read_map(m)[0] for m in maps], fsc
 
 
 def main(smk: Any, progress: Progress) -> None:
-    from gmmscape.importer import load_table
     from gmmscape.io.mrc import read_map
     from gmmscape.plots import fsc_curves
     from gmmscape.reconstruct import read_mask
     from gmmscape.reproducibility import compare_halves
 
-    even, even_maps = class_maps(smk.input.even_table, smk.input.even_maps)
-    odd, odd_maps = class_maps(smk.input.odd_table, smk.input.odd_maps)
+    even, even_maps, even_fsc = class_maps(smk.input.even_table, smk.input.even_maps)
+    odd, odd_maps, odd_fsc = class_maps(smk.input.odd_table, smk.input.odd_maps)
     (half1, apix), (half2, _) = read_map(smk.input.half1), read_map(smk.input.half2)
-    subset = load_table(smk.input.table)["subset"]
     result = compare_halves(
         (even, odd),
         (even_maps, odd_maps),
+        (even_fsc, odd_fsc),
         (half1, half2),
-        (int((subset == 1).sum()), int((subset == 2).sum())),
         apix,
         mask=read_mask(smk.input.mask, half1.shape[0]),
         population_tolerance=smk.params.settings["population_tolerance"],

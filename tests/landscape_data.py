@@ -26,10 +26,13 @@ SUBSETS = {"even": 1, "odd": 2}
 
 
 @cache
-def trained_run(system: str, half: str, mode: str, latent_dim: int) -> Path:
-    """Directory of a finished run (latent.csv, decoder) on all particles or one half."""
-    root = train_data.dataset(system, PER_STATE)
-    run = train_data.ROOT / f"landscape_{system}_{half}_{mode}_{latent_dim}"
+def trained_run(
+    system: str, half: str, mode: str, latent_dim: int, extra_scale: float = 1.0
+) -> Path:
+    """Directory of a finished run (latent.csv, decoder) on all particles or one half, of
+    the system with its extra density scaled by extra_scale (train_data.dataset)."""
+    root = train_data.dataset(system, PER_STATE, extra_scale=extra_scale)
+    run = train_data.ROOT / f"landscape_{system}_{half}_{mode}_{latent_dim}_{extra_scale:g}"
     run.mkdir(parents=True)
     table = root / "import" / "particles.csv"
     if half in SUBSETS:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gmmscape import phantoms
 from gmmscape.importer import import_particles
 from gmmscape.simulate import simulate
 
@@ -33,11 +34,15 @@ logging.getLogger("gmmscape").setLevel(logging.WARNING)
 
 
 @cache
-def dataset(system: str, per_state: int, snr: float = 0.1, seed: int = 1) -> Path:
-    """Directory with sim/ (simulator outputs) and import/ (table, stack, meta)."""
-    root = ROOT / f"{system}_{per_state}_{snr}_{seed}"
+def dataset(
+    system: str, per_state: int, snr: float = 0.1, seed: int = 1, extra_scale: float = 1.0
+) -> Path:
+    """Directory with sim/ (simulator outputs) and import/ (table, stack, meta); the
+    extra density's amplitudes are multiplied by extra_scale (phantoms.scale_part)."""
+    root = ROOT / f"{system}_{per_state}_{snr}_{seed}_{extra_scale:g}"
+    model = phantoms.scale_part(phantoms.build_system(system), phantoms.EXTRA, extra_scale)
     paths = simulate(
-        system, root / "sim", per_state=per_state, box=SIM_BOX, apix=SIM_APIX, snr=snr, seed=seed
+        model, root / "sim", per_state=per_state, box=SIM_BOX, apix=SIM_APIX, snr=snr, seed=seed
     )
     import_particles(paths["particles"], root / "import", box=BOX)
     return root
