@@ -1,11 +1,11 @@
 """Trained runs for the landscape stage's end-to-end tests, made once per test session.
 
 CI-sized like tests/test_train.py: the simulator's systems at box 64 cropped to 32,
-50 particles per state, lr 1e-3 over the band up to 48 A, from the mean of the true
-GMMs as neutral model; 10 epochs, and for the composition system 30 epochs with latent
-noise 0.15 (test_train's settings that separate the compositions). The even and odd
-halves train independently (own features, own run), as the pipeline runs them with
-`split: true`.
+50 particles per state, from the mean of the true GMMs as neutral model, with
+train_data's settings (FAST; COMPOSITION for the composition system, but 10 epochs when
+its extra density is scaled up: such compositions separate with ARI 1.0 by then). The
+even and odd halves train independently (own features, own run), as the pipeline runs
+them with `split: true`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from gmmscape.streaming import load_particles
 from gmmscape.train import TrainSettings, train
 
 PER_STATE = 50
-BAND = dict(res_lo=None, res_hi=48.0)
 SUBSETS = {"even": 1, "odd": 2}
 
 
@@ -41,8 +40,10 @@ def trained_run(
         table = run / "particles.csv"
     particles = load_particles(table, root / "import" / "stack.mrcs")
     neutral = train_data.average_model(root)
-    compute_features(neutral, particles, run / "features.npy", **BAND)
-    longer = dict(epochs=30, noise=0.15) if system == "composition" else dict(epochs=10)
-    settings = TrainSettings(mode=mode, latent_dim=latent_dim, lr=1e-3, **longer, **BAND)
+    compute_features(neutral, particles, run / "features.npy", **train_data.BAND)
+    knobs = train_data.COMPOSITION if system == "composition" else train_data.FAST
+    if extra_scale > 1.0:
+        knobs = dict(knobs, epochs=train_data.FAST["epochs"])
+    settings = TrainSettings(mode=mode, latent_dim=latent_dim, **knobs)
     train(neutral, particles, run / "features.npy", run, settings)
     return run
