@@ -10,7 +10,6 @@ them with `split: true`.
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +23,7 @@ PER_STATE = 50
 SUBSETS = {"even": 1, "odd": 2}
 
 
-@cache
+@train_data.cache_by_value
 def trained_run(
     system: str, half: str, mode: str, latent_dim: int, extra_scale: float = 1.0
 ) -> Path:

@@ -13,10 +13,11 @@ elsewhere.
 from __future__ import annotations
 
 import atexit
+import functools
+import inspect
 import logging
 import shutil
 import tempfile
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,22 @@ COMPOSITION = dict(FAST, epochs=30, noise=0.15)
 logging.getLogger("gmmscape").setLevel(logging.WARNING)
 
 
-@cache
+def cache_by_value(func):
+    """functools.cache keyed on the arguments with defaults applied, so that f(a) and
+    f(a, b=<default>) share one entry: each key writes its own folder, once."""
+    signature = inspect.signature(func)
+    cached = functools.cache(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return cached(*bound.args)
+
+    return wrapper
+
+
+@cache_by_value
 def dataset(
     system: str, per_state: int, snr: float = 0.1, seed: int = 1, extra_scale: float = 1.0
 ) -> Path:
