@@ -148,9 +148,9 @@ def test_amplitude_mode_changes_only_the_extra_density(composition, tmp_path):
     settings = TrainSettings(mode="amplitude", latent_dim=4, **COMPOSITION)
     train(neutral, particles, features, tmp_path / "run", settings)
     index, z = latent_of(tmp_path / "run")
-    composition = train_data.ground_truth(root, index)["composition"].to_numpy()
-    separable = LogisticRegression().fit(z, composition).score(z, composition)
-    centres = np.stack([z[composition == k].mean(axis=0) for k in (0, 1)])
+    truth = train_data.ground_truth(root, index)["composition"].to_numpy()
+    separable = LogisticRegression().fit(z, truth).score(z, truth)
+    centres = np.stack([z[truth == k].mean(axis=0) for k in (0, 1)])
     decoder = load_decoder(tmp_path / "run")
     gmms = decoder.decode(centres)
     np.testing.assert_array_equal(
