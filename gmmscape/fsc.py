@@ -86,3 +86,16 @@ def resolution_at(table: pd.DataFrame, threshold: float = 0.143) -> float:
     frac = (fsc[i - 1] - threshold) / (fsc[i - 1] - fsc[i])
     k = shell[i - 1] + frac * (shell[i] - shell[i - 1])
     return float(res[i] * shell[i] / k)
+
+
+def fsc_weighted(volume: np.ndarray, fsc: np.ndarray) -> np.ndarray:
+    """The map with each shell scaled by sqrt(2 FSC / (1 + FSC)) (FSC clipped to [0, 1]),
+    the figure-of-merit weighting a refinement applies to its output map: a consensus map
+    as a user has it, filtered to what the half maps support."""
+    box = check_box(np.asarray(volume).shape[0], "map box")
+    f = np.clip(np.asarray(fsc, dtype=np.float64), 0.0, 1.0)
+    weight = np.append(np.sqrt(2.0 * f / (1.0 + f)), 0.0)  # overflow shell (corners): 0
+    weight[0] = 1.0
+    shell, _ = shell_weights(box)
+    ft = np.fft.rfftn(np.asarray(volume, dtype=np.float64)) * weight[shell]
+    return np.fft.irfftn(ft, s=volume.shape).astype(np.float32)

@@ -106,6 +106,17 @@ def import_particles(
     return ImportResult(stack=paths["stack.mrcs"], table=paths["particles.csv"], meta=meta)
 
 
+def read_table(
+    particles: str | os.PathLike, *, apix: float | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """The canonical table of a particle file, without reading any image."""
+    particles = Path(particles).resolve()
+    reader = _READERS.get(particles.suffix.lower())
+    if reader is None:
+        raise InputError(f"{particles}: unsupported particle file (expected .star or .lst)")
+    return build_table(reader(particles, apix=apix), seed)
+
+
 def build_table(records: ParticleRecords, seed: int = 0) -> pd.DataFrame:
     """The canonical particle table (docs/conventions.md) from parsed records."""
     n = len(records.source)

@@ -41,16 +41,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fourier import check_box, to_real
+from .fsc import fsc_curve, fsc_weighted
 from .geometry import matrix_to_relion, random_rotations, relion_to_matrix
-from .io.mrc import write_map, write_stack
+from .importer import ROTATION_COLUMNS
+from .io.mrc import MrcStack, write_map, write_stack
 from .io.star import write_star
+from .masks import soft_mask
 from .phantoms import DOMAIN, System, build_system
 from .projection import FourierGrid, density, project_ft
+from .protein import protein_system
+from .reconstruct import ImageSource, reconstruct_with_halves
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ OUTPUTS = {  # key in simulate's result -> name in the output folder
     "moving_mask": "moving_mask.mrc",
     "info": "simulation.json",
 }
+MAP_KINDS = ("true", "reconstructed")
+PROTEIN_SYSTEMS = {"protein_hinge": False, "protein_composition": True}  # -> with extra domain
 
 
 def clean_particles(
@@ -86,19 +92,6 @@ def clean_particles(
     re, im = project_ft(gmm, rot, shift, FourierGrid(box))
     ft = (re.numpy() + 1j * im.numpy()) * ctf_2d(ctf, box, apix)
     return to_real(ft, box).astype(np.float32)
-
-
-def soft_mask(volume: np.ndarray, threshold: float, dilate: int, edge: int) -> np.ndarray:
-    """Mask: 1 where volume >= threshold, grown by dilate voxels, then a cosine edge to 0.
-
-    The soft edge keeps masked maps and masked training free of ringing.
-    """
-    core = volume >= threshold
-    if dilate > 0:
-        core = ndimage.binary_dilation(core, iterations=dilate)
-    dist = ndimage.distance_transform_edt(~core)
-    falloff = 0.5 * (1.0 + np.cos(np.pi * np.minimum(dist / edge, 1.0)))
-    return np.where(core, 1.0, falloff).astype(np.float32)
 
 
 def _check(box: int, apix: float, snr: float | None, per_state: int, chunk: int, seed: int) -> None:
@@ -130,7 +123,12 @@ def _assign_models(system: System, per_state: int, rng: np.random.Generator) -> 
 
 
 def _draw_particles(
-    system: System, per_state: int, box: int, apix: float, rng: np.random.Generator
+    system: System,
+    per_state: int,
+    box: int,
+    apix: float,
+    defocus: tuple[float, float],
+    rng: np.random.Generator,
 ) -> pd.DataFrame:
     """One row per particle: model, ground truth, pose and CTF (canonical column names).
 
@@ -141,7 +139,7 @@ def _draw_particles(
     n = len(model)
     angles = np.round(matrix_to_relion(random_rotations(n, rng)), 6)
     origin_a = np.round(rng.uniform(-MAX_SHIFT * box, MAX_SHIFT * box, (n, 2)) * apix, 6)
-    mean_defocus = rng.uniform(*DEFOCUS_RANGE, n)
+    mean_defocus = rng.uniform(*defocus, n)
     astig = rng.uniform(0.0, MAX_ASTIGMATISM, n)
     return pd.DataFrame(
         {
@@ -221,6 +219,31 @@ def _write_truth(system: System, table: pd.DataFrame, box: int, apix: float, out
     edge = max(2, round(MASK_EDGE * box))
     for name, env in (("mask.mrc", envelope), ("moving_mask.mrc", path_envelope)):
         write_map(out / name, soft_mask(env, level, dilate, edge), apix)
+
+
+def _canonical_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The particles as the import's canonical table (rotation matrices, stack rows and
+    the STAR's even/odd subsets), for reconstructions from the simulated stack."""
+    rot = relion_to_matrix(table["rot"], table["tilt"], table["psi"]).reshape(len(table), 9)
+    canonical = table.copy()
+    canonical[ROTATION_COLUMNS] = rot
+    canonical["stack_index"] = np.arange(len(table))
+    canonical["subset"] = np.arange(len(table)) % 2 + 1
+    return canonical
+
+
+def _write_reconstructed(table: pd.DataFrame, box: int, apix: float, out: Path) -> None:
+    """Half maps reconstructed from the noisy particles at their true poses, and the
+    consensus map as a refinement writes it: both halves, FSC-weighted. What a user's
+    refinement hands over, noise and all, instead of the noise-free average."""
+    stack = MrcStack(out / OUTPUTS["stack"])
+    source = ImageSource(box, apix, False, 1.0, lambda rows: stack.read(rows["stack_index"]))
+    canonical = _canonical_table(table)
+    (result,) = reconstruct_with_halves(canonical, source, [np.arange(len(table))])
+    write_map(out / "half1.mrc", result.half1, apix)
+    write_map(out / "half2.mrc", result.half2, apix)
+    fsc = fsc_curve(result.half1, result.half2)
+    write_map(out / OUTPUTS["consensus"], fsc_weighted(result.full, 2 * fsc / (1 + fsc)), apix)
 
 
 def _star_tables(table: pd.DataFrame, box: int, apix: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -303,6 +326,14 @@ def _write_particles(
     return levels
 
 
+def named_system(name: str, extent: float) -> System:
+    """A system by name: the paper's phantoms (gmmscape.phantoms) or the protein-like
+    ones (gmmscape.protein), the latter built for a box of `extent` Angstrom."""
+    if name in PROTEIN_SYSTEMS:
+        return protein_system(extent, PROTEIN_SYSTEMS[name])
+    return build_system(name)
+
+
 def simulate(
     system: str | System,
     outdir: str | os.PathLike,
@@ -313,6 +344,8 @@ def simulate(
     snr: float | None = 0.1,
     seed: int = 0,
     chunk: int = 128,
+    defocus: tuple[float, float] = DEFOCUS_RANGE,
+    maps: str = "true",
 ) -> dict[str, Path]:
     """Write a simulated data set of a system, given by name ("linear", "cyclic",
     "composition") or as a gmmscape.phantoms.System (e.g. from ``scale_part``).
@@ -320,11 +353,17 @@ def simulate(
     per_state particles per state (split between compositions), box in pixels, apix in
     Angstrom, snr None or inf for noise-free particles. Returns the output paths by key
     (particles, stack, consensus, states, truth_gmm, ground_truth, mask, moving_mask, info).
+    defocus is the range of mean defocus (Angstrom). maps "true": consensus.mrc is the
+    noise-free population average; "reconstructed": consensus.mrc, half1.mrc and half2.mrc
+    are reconstructed from the particles, as a refinement would hand them over.
     """
-    sys_ = build_system(system) if isinstance(system, str) else system
+    sys_ = named_system(system, box * apix) if isinstance(system, str) else system
     _check(box, apix, snr, per_state, chunk, seed)
+    if maps not in MAP_KINDS:
+        raise InputError(f"maps: expected one of {', '.join(MAP_KINDS)}, got {maps!r}")
     pose_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
-    table = _draw_particles(sys_, per_state, box, apix, np.random.default_rng(pose_seed))
+    rng = np.random.default_rng(pose_seed)
+    table = _draw_particles(sys_, per_state, box, apix, defocus, rng)
     outdir = Path(outdir)
     staging = outdir / STAGING
     if staging.exists():
@@ -340,6 +379,9 @@ def simulate(
     )
     log.info("writing true maps, consensus map and masks")
     _write_truth(sys_, table, box, apix, staging)
+    if maps == "reconstructed":
+        log.info("reconstructing the half maps and the consensus map from the particles")
+        _write_reconstructed(table, box, apix, staging)
     truth = table[["state", "coordinate", "composition"]]
     truth.insert(0, "index", np.arange(n))
     truth.to_csv(staging / OUTPUTS["ground_truth"], index=False)
@@ -353,6 +395,8 @@ def simulate(
         apix=apix,
         snr=None if levels["noise_sigma"] is None else snr,
         seed=seed,
+        defocus=list(defocus),
+        maps=maps,
         n_gaussians=int(sys_.models.shape[1]),
         **levels,
     )

@@ -12,6 +12,8 @@ from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from gmmscape.choices import CHOICE_KEYS, LEVELS
+
 
 def validate_config():
     """Validate the merged config and fill defaults; the error's first line names the key."""
@@ -71,19 +73,31 @@ def check_inputs():
         fail(f"box: training box {config['box']} is larger than the map's box {box[-1]}")
 
 
+def config_value(key):
+    """The config's value of a dotted key such as 'gmm.target_n' (None: derive it)."""
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
 def gmm_level_count():
     """Levels of the coarse-to-fine build: N doubles from start_n up to target_n.
 
-    The scripts take each level's N and resolution from gmmscape.gmmfit.level_schedule;
-    only the count is needed here, without importing TensorFlow at every parse.
+    A derived start_n or target_n (gmmscape.choices) keeps LEVELS levels, so the count
+    is known before the data are measured. The scripts take each level's N and
+    resolution from gmmscape.gmmfit.level_schedule.
     """
     gmm = config["gmm"]
+    if gmm["start_n"] is None or gmm["target_n"] is None:
+        return LEVELS
     if gmm["target_n"] < gmm["start_n"]:
         fail(
             f"gmm.target_n: expected at least gmm.start_n ({gmm['start_n']}), "
             f"got {gmm['target_n']}"
         )
-    if gmm["target_resolution"] > gmm["start_resolution"]:
+    resolutions = (gmm["target_resolution"], gmm["start_resolution"])
+    if None not in resolutions and resolutions[0] > resolutions[1]:
         fail(
             f"gmm.target_resolution: expected at most gmm.start_resolution "
             f"({gmm['start_resolution']} A), got {gmm['target_resolution']} A"
@@ -153,7 +167,7 @@ def level_files(wildcards):
 
 def final_outputs():
     """The default target: split tables and, per half, the neutral GMM and its FSC."""
-    tables = [out(f"import/{half}.csv") for half in ("all", "even", "odd")]
+    tables = [out("choices.yaml")] + [out(f"import/{half}.csv") for half in ("all", "even", "odd")]
     gmm = [
         out(f"gmm/{half}/{name}")
         for half in HALVES

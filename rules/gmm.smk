@@ -10,6 +10,7 @@ rule gmm_level:
         map=gmm_map,
         mask=optional(MASK),
         previous=previous_level,
+        choices=out("choices.yaml"),
     output:
         out("gmm/{half}/level_{level}.txt"),
     params:
@@ -56,6 +57,7 @@ rule gmm_evaluate:
     input:
         models=level_files,
         map=gmm_map,
+        choices=out("choices.yaml"),
     output:
         table=out("gmm/{half}/fsc.csv"),
         plot=report(

@@ -1,16 +1,42 @@
-"""Import (RELION .star or EMAN2 .lst, chosen by the file) and the even/odd split."""
+"""Settings derived from the data, the import (RELION .star or EMAN2 .lst, chosen by
+the file) and the even/odd split."""
+
+
+rule choose_settings:
+    input:
+        particles=PARTICLES,
+        map=MAP,
+        mask=optional(MASK),
+    output:
+        out("choices.yaml"),
+    params:
+        settings={key: config_value(key) for key in CHOICE_KEYS},
+        apix=config["apix"],
+        seed=config["seed"],
+    log:
+        out("logs/choose_settings.log"),
+    benchmark:
+        out("benchmarks/choose_settings.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=runtime(60),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/choose_settings.py"
 
 
 rule import_particles:
     input:
         particles=PARTICLES,
         map=MAP,
+        choices=out("choices.yaml"),
     output:
         table=out("import/particles.csv"),
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
     params:
-        box=config["box"],
         apix=config["apix"],
         seed=config["seed"],
     log:

@@ -15,6 +15,7 @@ rule features:
         table=out("import/{half}.csv"),
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
+        choices=out("choices.yaml"),
     output:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
@@ -43,6 +44,7 @@ rule train:
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         mask=optional(TRAIN["mask"]),
+        choices=out("choices.yaml"),
     output:
         latent=train_run("latent.csv"),
         encoder=train_run("encoder.keras"),

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rulekit import Progress, run
+from rulekit import Progress, run, with_choices
 
 
 def main(smk: Any, progress: Progress) -> None:
@@ -14,7 +14,7 @@ def main(smk: Any, progress: Progress) -> None:
     particles = load_particles(smk.input.table, smk.input.stack)
     neutral, box, apix = read_text(smk.input.gmm)
     check_extent(f"GMM {smk.input.gmm}", box, apix, particles)
-    band = smk.params.train
+    band = with_choices(smk, "train", smk.params.train)
     progress(f"features {smk.wildcards.half}: {particles.n} particles, {len(neutral)} Gaussians")
     info = compute_features(
         neutral, particles, smk.output.features, res_lo=band["res_lo"], res_hi=band["res_hi"]

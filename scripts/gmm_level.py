@@ -2,15 +2,16 @@
 
 from typing import Any
 
-from rulekit import Progress, gmm_schedule, load_map, run
+from rulekit import Progress, gmm_schedule, load_map, run, with_choices
 
 from gmmscape import gmmfit, gmmio
 
 
 def main(smk: Any, progress: Progress) -> None:
     p = smk.params
+    gmm = with_choices(smk, "gmm", p.gmm)
     level = int(smk.wildcards.level)
-    n_gaussians, resolution = gmm_schedule(p.gmm)[level]
+    n_gaussians, resolution = gmm_schedule(gmm)[level]
     volume, apix = load_map(smk.input.map, p.apix)
     mask = load_map(smk.input.mask, p.apix)[0] if smk.input.mask else None
     previous = gmmio.read_text(smk.input.previous)[0] if smk.input.previous else None
@@ -18,7 +19,7 @@ def main(smk: Any, progress: Progress) -> None:
         f"GMM {smk.wildcards.half} level {level}: {n_gaussians} Gaussians up to {resolution:.1f} A"
     )
     model = gmmfit.build_level(
-        volume, apix, previous, n_gaussians, resolution, mask, p.gmm["epochs"], p.seed, progress
+        volume, apix, previous, n_gaussians, resolution, mask, gmm["epochs"], p.seed, progress
     )
     gmmio.write_text(smk.output[0], model, volume.shape[-1], apix)
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from rulekit import Progress, run
+from rulekit import Progress, choices, run
 
 from gmmscape.importer import import_particles
 
@@ -14,7 +14,7 @@ def main(smk: Any, progress: Progress) -> None:
         smk.input.particles,
         Path(smk.output.table).parent,
         map_path=smk.input.map,
-        box=smk.params.box,
+        box=choices(smk)["box"],
         apix=smk.params.apix,
         seed=smk.params.seed,
     )

@@ -67,3 +67,17 @@ def gmm_schedule(gmm: dict) -> list[tuple[int, float]]:
     return level_schedule(
         gmm["start_n"], gmm["target_n"], gmm["start_resolution"], gmm["target_resolution"]
     )
+
+
+def choices(smk: Any) -> dict:
+    """The run's settings derived from the data or set in the config (choices.yaml)."""
+    from gmmscape.choices import load_choices
+
+    return load_choices(smk.input.choices)
+
+
+def with_choices(smk: Any, section: str, values: dict) -> dict:
+    """A config section with its derivable keys replaced by the run's choices."""
+    prefix = f"{section}."
+    chosen = {k[len(prefix) :]: v for k, v in choices(smk).items() if k.startswith(prefix)}
+    return {**values, **chosen}

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from rulekit import Progress, run
+from rulekit import Progress, run, with_choices
 
 WORKFLOW_KEYS = ("modes", "mask")  # train: keys that choose runs, not settings of one
 
@@ -13,7 +13,8 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.streaming import load_particles
     from gmmscape.train import check_extent, mask_inside, settings_from_config, train
 
-    section = {k: v for k, v in smk.params.train.items() if k not in WORKFLOW_KEYS}
+    values = with_choices(smk, "train", smk.params.train)
+    section = {k: v for k, v in values.items() if k not in WORKFLOW_KEYS}
     settings = settings_from_config(section, mode=smk.wildcards.mode, seed=smk.params.seed)
     particles = load_particles(smk.input.table, smk.input.stack)
     neutral, box, apix = read_text(smk.input.gmm)

@@ -1,0 +1,347 @@
+"""Settings derived from the data, for every key the config leaves empty.
+
+Defaults tuned on one data set discard the signal of another: a band of 32 A suits a
+4 A/pixel demo of big blobs and throws away most of what a 2 A/pixel protein data set
+holds. So the settings that depend on the data are chosen from it:
+
+- **a single particle's SNR** per shell: from the FSC of half maps reconstructed
+  here from up to ``HALF_PARTICLES`` particles per half at their imported poses
+  (masked by the config's mask, else by a soft mask around the molecule);
+- **training band** (``train.res_hi``): the loss is the mean FRC over rings, every
+  ring weighted alike, so a ring where a single particle's expected FRC is below the
+  ring's own noise adds noise to every gradient. The half maps' FSC gives a single
+  particle's spectral SNR per shell (``particle_ring_snr``); the band ends at the last
+  shell where the expected FRC exceeds ``RING_SNR`` times the noise, bounded to
+  [``MIN_BAND``, ``MAX_BAND``] A;
+- **training box** (``box``): the smallest even box whose Nyquist lies at
+  ``NYQUIST_MARGIN`` of the band (so the band's top rings are not the box edge), at
+  least ``MIN_BOX`` and at most the particles' box;
+- **neutral GMM** (``gmm.target_resolution``, ``gmm.target_n`` and the first level):
+  the GMM is fitted to the band's resolution d, with one Gaussian per (d/3)^3 of the
+  molecule's volume (the voxels of the consensus map above a noise-derived threshold,
+  or inside the mask): the sampling a map needs at 1.5x Nyquist; the first level has
+  1/8 of them at 2.5 d, so every derived build has ``LEVELS`` levels;
+- **epochs** (``train.epochs``): about ``VISITS`` particle visits in all, within
+  [``MIN_EPOCHS``, ``MAX_EPOCHS``], so small data sets train long enough and large
+  ones do not take days.
+
+Each derived value is written with its reason to ``choices.yaml``; a value the config
+sets is kept and reported as set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import ndimage
+
+from .errors import InputError
+from .fsc import fsc_table, resolution_at
+from .importer import read_table
+from .io.common import atomic_output
+from .io.mrc import read_map
+from .masks import soft_mask
+from .reconstruct import mask_at_box, original_source, reconstruct_with_halves
+
+log = logging.getLogger(__name__)
+
+HALF_PARTICLES = 2_500  # per half, for the half maps reconstructed here
+RING_SNR = 1.0  # band edge: one particle's expected ring FRC / the FRC's noise
+MAX_FSC = 0.9999  # FSC estimates this close to 1 carry no further information
+MIN_BAND, MAX_BAND = 4.0, 40.0  # Angstrom
+NYQUIST_MARGIN = 0.75  # the band's top ring at this fraction of Nyquist
+MIN_BOX = 32
+GAUSSIAN_SPACING = 1.0 / 3.0  # of the resolution
+MIN_GAUSSIANS, MAX_GAUSSIANS = 128, 16384
+LEVELS = 4  # first level: target_n / 2^(LEVELS-1)
+START_FACTOR = 2.5  # first level's resolution / target resolution
+VISITS = 200_000
+MIN_EPOCHS, MAX_EPOCHS = 5, 60
+NOISE_SIGMAS = 5.0  # molecule threshold: solvent mean + this many solvent std
+CHOICE_KEYS = (
+    "box",
+    "gmm.start_n",
+    "gmm.target_n",
+    "gmm.start_resolution",
+    "gmm.target_resolution",
+    "train.res_hi",
+    "train.epochs",
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: object
+    reason: str
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the choices are derived from."""
+
+    n_particles: int
+    box: int  # the particles' own box
+    apix: float  # the particles' own pixel size
+    fsc: pd.DataFrame  # half-map FSC (shell, resolution, fsc)
+    fsc_source: str
+    half_particles: int  # particles in each half map
+    volume: float  # molecule volume, Angstrom^3
+    volume_source: str
+
+    @property
+    def extent(self) -> float:
+        return self.box * self.apix
+
+
+def half_map_fsc(
+    half1: np.ndarray, half2: np.ndarray, apix: float, mask: np.ndarray | None
+) -> pd.DataFrame:
+    w = 1.0 if mask is None else mask
+    return fsc_table(half1 * w, half2 * w, apix)
+
+
+def solvent_threshold(volume: np.ndarray) -> float:
+    """Density level of the molecule: the solvent's (voxels beyond 0.45 box from the
+    centre) mean plus NOISE_SIGMAS of its std, at least 5 % of the map's maximum."""
+    box = volume.shape[0]
+    grid = np.indices(volume.shape) - box // 2
+    outside = np.sqrt((grid**2).sum(axis=0)) > 0.45 * box
+    solvent = volume[outside]
+    return float(max(solvent.mean() + NOISE_SIGMAS * solvent.std(), 0.05 * volume.max()))
+
+
+def molecule_mask(volume: np.ndarray, apix: float, resolution: float) -> np.ndarray:
+    """Binary mask of the molecule: the map smoothed to the resolution, above the
+    solvent threshold, largest connected pieces kept (specks of noise dropped)."""
+    sigma = resolution / (2.0 * math.pi * apix) * math.sqrt(2.0)
+    smooth = ndimage.gaussian_filter(np.asarray(volume, np.float64), sigma)
+    core = smooth >= solvent_threshold(smooth)
+    labels, n = ndimage.label(core)
+    if n > 1:
+        sizes = ndimage.sum(core, labels, range(1, n + 1))
+        core = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.05 * sizes.max()))
+    if not core.any():
+        raise InputError("map: no density above the solvent level to measure the molecule")
+    return core
+
+
+def fsc_mask(volume: np.ndarray, apix: float, resolution: float = 15.0) -> np.ndarray:
+    """Soft mask around the molecule for the half-map FSC (a few voxels of margin)."""
+    core = molecule_mask(volume, apix, resolution).astype(np.float32)
+    box = volume.shape[0]
+    return soft_mask(core, 0.5, max(1, round(0.03 * box)), max(2, round(0.05 * box)))
+
+
+def reconstructed_halves(
+    table: pd.DataFrame, seed: int, flipped: bool = False
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Half maps from up to HALF_PARTICLES particles per half, at their own box."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for half in (1, 2):
+        members = np.flatnonzero(table["subset"].to_numpy() == half)
+        if len(members) > HALF_PARTICLES:
+            members = np.sort(rng.choice(members, HALF_PARTICLES, replace=False))
+        rows.append(members)
+    picked = np.sort(np.concatenate(rows))
+    sub = table.iloc[picked].reset_index(drop=True)
+    source = original_source(sub, flipped=flipped)
+    log.info("choices: reconstructing half maps from %d particles", len(sub))
+    (result,) = reconstruct_with_halves(sub, source, [np.arange(len(sub))])
+    return result.half1, result.half2, len(sub)
+
+
+def particle_ring_snr(fsc: pd.DataFrame, half_particles: int) -> np.ndarray:
+    """Per shell, the expected FRC of one particle against the true projection over the
+    noise of a ring's FRC: sqrt(SSNR_1 * 2 pi k) with SSNR_1 = FSC / (1 - FSC) / n_half
+    the single particle's spectral SNR (a half map averages n_half particles) and
+    1 / sqrt(2 pi k) the std of an FRC over the ~2 pi k pixels of ring k."""
+    f = np.clip(fsc["fsc"].to_numpy(np.float64), 0.0, MAX_FSC)
+    ssnr = f / (1.0 - f) / max(half_particles, 1)
+    return np.sqrt(ssnr * 2.0 * np.pi * fsc["shell"].to_numpy())
+
+
+def band_for(fsc: pd.DataFrame, half_particles: int, apix: float) -> tuple[float, str]:
+    """Training band (Angstrom): the last shell (from shell 1) at which one particle's
+    expected FRC still exceeds RING_SNR times its noise."""
+    ratio = particle_ring_snr(fsc, half_particles)
+    shells = fsc["shell"].to_numpy()
+    below = np.flatnonzero((shells >= 1) & (ratio < RING_SNR))
+    first = int(np.flatnonzero(shells >= 1)[0])
+    last = int(shells[-1]) if len(below) == 0 else int(shells[max(below[0] - 1, first)])
+    res = float(fsc["resolution"].to_numpy()[last])
+    band = float(np.clip(res, max(MIN_BAND, 2.0 * apix / NYQUIST_MARGIN), MAX_BAND))
+    reason = (
+        f"a single particle's FRC stays above its noise to {res:.1f} A (half maps of "
+        f"{half_particles:,} particles: FSC 0.143 at {resolution_at(fsc):.1f} A, "
+        f"0.5 at {resolution_at(fsc, 0.5):.1f} A)"
+    )
+    if band != res:
+        reason += f", bounded to [{MIN_BAND}, {MAX_BAND}] A and the sampling"
+    return round(band, 2), reason
+
+
+def box_for(extent: float, band: float, particle_box: int) -> int:
+    """Smallest even box (>= MIN_BOX, <= the particles') whose Nyquist holds the band."""
+    box = math.ceil(extent / (NYQUIST_MARGIN * band / 2.0))
+    box += box % 2
+    return int(min(max(box, MIN_BOX), particle_box))
+
+
+def gaussians_for(volume: float, resolution: float) -> int:
+    n = volume / (GAUSSIAN_SPACING * resolution) ** 3
+    n = int(np.clip(round(n / 64.0) * 64, MIN_GAUSSIANS, MAX_GAUSSIANS))
+    return n
+
+
+def epochs_for(n_particles: int) -> int:
+    return int(np.clip(math.ceil(VISITS / max(n_particles, 1)), MIN_EPOCHS, MAX_EPOCHS))
+
+
+def derive(settings: dict[str, object], facts: DataFacts) -> dict[str, Choice]:
+    """Every key of CHOICE_KEYS: the config's value when set, else derived from facts."""
+    chosen: dict[str, Choice] = {}
+
+    def pick(key: str, value: object, reason: str) -> object:
+        given = settings.get(key)
+        chosen[key] = (
+            Choice(given, "set in the config") if given is not None else Choice(value, reason)
+        )
+        return chosen[key].value
+
+    band, why = band_for(facts.fsc, facts.half_particles, facts.apix)
+    band = pick("train.res_hi", band, why)
+    box = pick(
+        "box",
+        box_for(facts.extent, float(band), facts.box),
+        f"Nyquist at {NYQUIST_MARGIN:g} of the {band} A band over the {facts.extent:.0f} A box",
+    )
+    if box > facts.box:
+        raise InputError(f"box: training box {box} is larger than the particles' box {facts.box}")
+    target_res = pick("gmm.target_resolution", band, "the training band")
+    n = gaussians_for(facts.volume, float(target_res))
+    target_n = pick(
+        "gmm.target_n",
+        n,
+        f"one Gaussian per ({GAUSSIAN_SPACING:.2g} x {target_res} A)^3 of the molecule's "
+        f"{facts.volume:.0f} A^3 ({facts.volume_source})",
+    )
+    pick(
+        "gmm.start_n",
+        max(1, int(target_n) // 2 ** (LEVELS - 1)),
+        f"target_n / {2 ** (LEVELS - 1)}: {LEVELS} levels",
+    )
+    pick(
+        "gmm.start_resolution",
+        round(START_FACTOR * float(target_res), 2),
+        f"{START_FACTOR} x the target resolution",
+    )
+    pick(
+        "train.epochs",
+        epochs_for(facts.n_particles),
+        f"about {VISITS:,} particle visits for {facts.n_particles:,} particles "
+        f"(within {MIN_EPOCHS}-{MAX_EPOCHS})",
+    )
+    return chosen
+
+
+def measure(
+    table: pd.DataFrame,
+    map_path: str | os.PathLike,
+    *,
+    mask_path: str | os.PathLike | None = None,
+    seed: int = 0,
+    flipped: bool = False,
+    apix: float | None = None,
+) -> DataFacts:
+    """The facts of a data set: the FSC of half maps of a known, modest particle count
+    and the molecule's volume (``apix`` overrides the map's header).
+
+    The half maps are always reconstructed here from at most HALF_PARTICLES per half,
+    even when the refinement's own are at hand: a single particle's SNR is read from
+    FSC / (1 - FSC), and half maps of 10^5 particles sit at FSC ~1 over every shell
+    the training could use, where that ratio is not measurable.
+    """
+    volume, map_apix = read_map(map_path)
+    map_apix = apix or map_apix
+    mask = mask_at_box(read_map(mask_path)[0], volume.shape[0]) if mask_path else None
+    h1, h2, count = reconstructed_halves(table, seed, flipped)
+    half_apix = float(table["apix"].iloc[0])
+    w = mask if mask is not None and mask.shape == h1.shape else fsc_mask(h1 + h2, half_apix)
+    fsc = half_map_fsc(h1, h2, half_apix, w)
+    if mask is not None:
+        core, volume_source = mask >= 0.5, "inside the mask"
+    else:
+        resolution = max(resolution_at(fsc, 0.5), 2.0 * map_apix)
+        core = molecule_mask(volume, map_apix, resolution)
+        volume_source = "consensus map above the solvent level"
+    return DataFacts(
+        n_particles=len(table),
+        box=int(table["box"].iloc[0]),
+        apix=half_apix,
+        fsc=fsc,
+        fsc_source=f"half maps reconstructed here from {count:,} particles",
+        half_particles=count // 2,
+        volume=float(core.sum()) * map_apix**3,
+        volume_source=volume_source,
+    )
+
+
+def write_choices(
+    path: str | os.PathLike, chosen: dict[str, Choice], facts: DataFacts | None
+) -> None:
+    """choices.yaml: the measured facts (when measured) and every setting with its reason."""
+    doc: dict[str, object] = {"data": "not measured: the config sets every derivable key"}
+    if facts is not None:
+        doc["data"] = {
+            "particles": facts.n_particles,
+            "box": facts.box,
+            "apix": facts.apix,
+            "resolution_0.143": round(resolution_at(facts.fsc, 0.143), 2),
+            "resolution_0.5": round(resolution_at(facts.fsc, 0.5), 2),
+            "fsc_from": facts.fsc_source,
+            "molecule_volume_A3": round(facts.volume),
+        }
+    doc["settings"] = {k: {"value": c.value, "reason": c.reason} for k, c in chosen.items()}
+    with atomic_output(Path(path)) as tmp:
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def load_choices(path: str | os.PathLike) -> dict[str, object]:
+    """key -> value of a choices.yaml."""
+    doc = yaml.safe_load(Path(path).read_text())
+    return {k: v["value"] for k, v in doc["settings"].items()}
+
+
+def summary(chosen: dict[str, Choice]) -> str:
+    return "\n".join(f"  {k} = {c.value}  ({c.reason})" for k, c in chosen.items())
+
+
+def choose(
+    particles: str | os.PathLike,
+    map_path: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: dict[str, object],
+    *,
+    mask_path: str | os.PathLike | None = None,
+    apix: float | None = None,
+    seed: int = 0,
+) -> dict[str, Choice]:
+    """Measure the data set, derive every CHOICE_KEYS setting the config leaves empty
+    (None in ``settings``) and write them with their reasons to ``out``."""
+    if all(settings.get(k) is not None for k in CHOICE_KEYS):
+        chosen = {k: Choice(settings[k], "set in the config") for k in CHOICE_KEYS}
+        write_choices(out, chosen, None)
+        return chosen
+    table = read_table(particles, apix=apix, seed=seed)
+    facts = measure(table, map_path, mask_path=mask_path, seed=seed, apix=apix)
+    chosen = derive(settings, facts)
+    write_choices(out, chosen, facts)
+    return chosen
