@@ -40,15 +40,21 @@ def test_import_writes_table_meta_and_flipped_cropped_stack(tmp_path, dataset):
         star, tmp_path / "import", map_path=tmp_path / "map.mrc", box=16, chunk=4
     )
     assert sorted(f.name for f in (tmp_path / "import").iterdir()) == [
-        "meta.json", "particles.csv", "stack.mrcs",
+        "junk.csv", "meta.json", "particles.csv", "stack.mrcs",
     ]  # fmt: skip
     meta = load_meta(tmp_path / "import" / "meta.json")
     assert meta == result.meta
-    assert meta == {
-        "apix": 3.0, "box": 16, "apix_original": 1.5, "box_original": 32, "n_particles": 11,
-        "source_file": str(star.resolve()), "format": "relion31", "flipped": True,
-        "source_flipped": False, "has_ctf": True,
+    assert meta | {"optics_groups": None, "notes": None} == {
+        "apix": 3.0, "box": 16, "apix_original": 1.5, "box_original": 32, "extent": 48.0,
+        "n_particles": 11, "n_junk": 0, "source_file": str(star.resolve()),
+        "format": "relion31", "flipped": True, "stack_ctf": "flipped", "source_ctf": "raw",
+        "source_flipped": False, "has_ctf": True, "halves": [6, 5], "optics_groups": None,
+        "notes": None,
     }  # fmt: skip
+    assert meta["notes"] == [
+        "no _rlnPhaseShift: 0 for every particle (RELION's default)",
+        "no _rlnCtfBfactor: 0 for every particle (RELION's default)",
+    ]
     table = load_table(result.table)
     assert list(table.columns) == TABLE_COLUMNS
     np.testing.assert_array_equal(table["index"], np.arange(11))
@@ -99,19 +105,19 @@ def test_optics_groups_with_different_pixel_sizes_share_one_crop(tmp_path):
         np.testing.assert_allclose(mrc.data[:4], mrc.data[4:], atol=1e-5)
 
 
-def test_eman2_import_without_ctf_needs_flip_false(tmp_path):
+def test_eman2_import_without_ctf_needs_phase_flipped_true(tmp_path):
     p = make_particles(n=4, box=16, apix=2.0)
     write_hdf_stack(tmp_path / "ptcls.hdf", np.stack(p.images), 2.0)
     records = [
         (i, "ptcls.hdf", {"xform.projection": pose_to_xform(p.R[i], p.shifts[i])}) for i in range(4)
     ]
     write_lst(tmp_path / "ptcls.lst", records)
-    with pytest.raises(InputError, match=r"ptcls\.lst row 0.*no CTF.*flip=False"):
+    with pytest.raises(InputError, match=r"ptcls\.lst row 0.*no CTF.*phase_flipped: true"):
         import_particles(tmp_path / "ptcls.lst", tmp_path / "import")
     assert not (tmp_path / "import").exists() or not any((tmp_path / "import").iterdir())
-    result = import_particles(tmp_path / "ptcls.lst", tmp_path / "import", flip=False)
+    result = import_particles(tmp_path / "ptcls.lst", tmp_path / "import", phase_flipped=True)
     assert result.meta["format"] == "eman2" and result.meta["has_ctf"] is False
-    assert result.meta["source_flipped"] is True
+    assert result.meta["source_flipped"] is True and result.meta["stack_ctf"] == "flipped"
     with mrcfile.open(result.stack) as mrc:
         np.testing.assert_allclose(mrc.data, np.stack(p.images), atol=1e-5)
 
@@ -160,31 +166,26 @@ def test_non_square_images(tmp_path, dataset):
         import_particles(star, tmp_path / "import")
 
 
-def test_nan_pixels_name_file_and_image(tmp_path, dataset):
-    p, star = dataset
-    images = np.stack(p.images[1::2])
-    images[3, 5, 7] = np.nan  # particle 7 = image 3 of stack1
-    write_mrcs(p.stacks[1], images, 1.5)
-    with pytest.raises(InputError, match=r"stack1\.mrcs: image 3 \(0-based\) has NaN.*row 7"):
-        import_particles(star, tmp_path / "import", chunk=2)
-
-
 def test_unreadable_lst_record(tmp_path):
     write_hdf_stack(tmp_path / "ptcls.hdf", np.zeros((2, 16, 16)), 2.0)
     good = {"xform.projection": pose_to_xform(np.eye(3), [0, 0])}
     write_lst(tmp_path / "ptcls.lst", [(0, "ptcls.hdf", good), (1, "ptcls.hdf", '{"xform.proj')])
     with pytest.raises(InputError, match=r"ptcls\.lst record 1 \(line 5\): invalid JSON"):
-        import_particles(tmp_path / "ptcls.lst", tmp_path / "import", flip=False)
+        import_particles(tmp_path / "ptcls.lst", tmp_path / "import", phase_flipped=True)
+
+
+def all_junk(p):
+    """Every image of the data set non-finite or constant: the import fails after its pass."""
+    write_mrcs(p.stacks[0], np.full((6, 32, 32), np.inf), 1.5)
+    write_mrcs(p.stacks[1], np.ones((5, 32, 32)), 1.5)
 
 
 def test_failed_import_leaves_no_partial_output(tmp_path, dataset):
-    """A failure in the middle of the stack pass (NaN in the last image) leaves nothing."""
+    """A failure at the end of the stack pass (every particle junk) leaves nothing."""
     p, star = dataset
-    images = np.stack(p.images[0::2])
-    images[-1] = np.inf
-    write_mrcs(p.stacks[0], images, 1.5)
+    all_junk(p)
     out = tmp_path / "import"
-    with pytest.raises(InputError, match="NaN or infinite"):
+    with pytest.raises(InputError, match="every particle is junk"):
         import_particles(star, out, box=16, chunk=2)
     assert list(out.iterdir()) == []
 
@@ -194,9 +195,7 @@ def test_failed_import_keeps_previous_outputs_intact(tmp_path, dataset):
     out = tmp_path / "import"
     import_particles(star, out, box=16)
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    images = np.stack(p.images[0::2])
-    images[-1] = np.nan
-    write_mrcs(p.stacks[0], images, 1.5)
+    all_junk(p)
     with pytest.raises(InputError):
         import_particles(star, out, box=8, chunk=2)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
