@@ -144,8 +144,6 @@ def import_particles(
         table.to_csv(tmp["particles.csv"], index=False)
         junk_table.to_csv(tmp["junk.csv"], index=False)
         tmp["meta.json"].write_text(json.dumps(meta, indent=1) + "\n")
-    for line in summary(meta).splitlines():
-        log.info("import: %s", line)
     return ImportResult(paths["stack.mrcs"], paths["particles.csv"], meta, paths["junk.csv"])
 
 
@@ -282,8 +280,8 @@ def training_frame(
 
 
 def _group(table: pd.DataFrame, row: int) -> str:
-    r = table.iloc[row]
-    return f"{r.optics_group} ({r.box} px x {r.apix:.4g} A = {r.box * r.apix:.1f} A)"
+    group, box, apix = (table[c].iloc[row] for c in ("optics_group", "box", "apix"))
+    return f"{group} ({box} px x {apix:.4g} A = {box * apix:.1f} A)"
 
 
 def _extent_range(table: pd.DataFrame) -> str:

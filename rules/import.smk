@@ -9,10 +9,13 @@ rule import_particles:
         table=out("import/particles.csv"),
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
+        junk=out("import/junk.csv"),
     params:
         box=config["box"],
         apix=config["apix"],
         seed=config["seed"],
+        phase_flipped=config["phase_flipped"],
+        split=config["split"],
     log:
         out("logs/import_particles.log"),
     benchmark:
