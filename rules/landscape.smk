@@ -160,6 +160,7 @@ rule landscape_trajectories:
         trajectory=LANDSCAPE["trajectory"],
         reconstruct=LANDSCAPE["reconstruct"],
         regions=list(REGIONS),
+        apix=config["apix"],
     log:
         out("logs/landscape_trajectories/{run}.log"),
     benchmark:

@@ -83,7 +83,7 @@ def projections():
     raw, flipped, premultiplied = (to_real(ft * f, box) for f in (1, np.sign(c), c))
     return dict(
         gmm=gmm, box=box, apix=apix, table=pose_table(R, shifts, ctf), raw=raw, flipped=flipped,
-        premultiplied=premultiplied,
+        premultiplied=premultiplied, no_ctf=to_real(re.numpy() + 1j * im.numpy(), box),
     )  # fmt: skip
 
 
@@ -101,6 +101,15 @@ def test_reconstruction_matches_the_projected_gmm(projections, interpolation, ki
     assert min_fsc_to(rec, true, p["apix"]) >= 0.95
     assert fsc_table(rec, true[::-1], p["apix"])["fsc"].iloc[3:10].mean() < 0.5
     assert rec.sum() == pytest.approx(true.sum(), rel=0.2)  # the projections' scale, not b x
+
+
+def test_particles_without_ctf_are_taken_as_they_are(projections):
+    """An EMAN2 list without CTF (phase_flipped: true): CTF NaN in the table, weight 1."""
+    p = projections
+    table = p["table"].assign(**{f: np.nan for f in CTFParams.__dataclass_fields__})
+    source = memory_source(p["no_ctf"], p["apix"], "flipped")
+    (volume,) = reconstruct_sets(table, source, [np.arange(len(table))], chunk=100)
+    assert min_fsc_to(volume.volume(), density(p["gmm"], p["box"]), p["apix"]) >= 0.95
 
 
 def test_half_sums_add_up_to_the_full_reconstruction(projections):
