@@ -139,7 +139,7 @@ def import_particles(
         if table.empty:
             raise InputError(f"{particles}: every particle is junk (non-finite or constant)")
         check_halves(table["subset"].to_numpy(), split, particles)
-        kept = states[table["stack_index"]]
+        kept = states[table["stack_index"].to_numpy()]
         meta = _meta(records, table, kept, stack_ctf, frame, notes) | {"n_junk": len(junk)}
         table.to_csv(tmp["particles.csv"], index=False)
         junk_table.to_csv(tmp["junk.csv"], index=False)
@@ -194,8 +194,10 @@ def ctf_states(records: ParticleRecords, phase_flipped: str | bool, notes: list[
     forced = FLIPPED if phase_flipped else RAW
     overridden = {s: n for s, n in flagged.items() if n and s != forced}
     setting = str(phase_flipped).lower()
-    notes += [f"phase_flipped: {setting} overrides {n} particles flagged {s}" for s, n in
-              overridden.items()]  # fmt: skip
+    notes += [
+        f"phase_flipped: {setting} overrides {n} particles flagged {s}"
+        for s, n in overridden.items()
+    ]
     return np.full(len(stated), forced, dtype=object)
 
 
@@ -327,13 +329,14 @@ def _meta(
         "source_flipped": source_ctf == FLIPPED,  # reconstruction from the original images
         "has_ctf": bool(table["defocus_u"].notna().all()),
         "halves": [int((table["subset"] == h).sum()) for h in (1, 2)],
-        "optics_groups": _optics_summary(table),
+        "optics_groups": _optics_summary(table, states),
         "notes": notes,
     }
 
 
-def _optics_summary(table: pd.DataFrame) -> list[dict]:
+def _optics_summary(table: pd.DataFrame, states: np.ndarray) -> list[dict]:
     out = []
+    table = table.assign(state=states)
     for group, rows in table.groupby("optics_group", sort=True):
         defocus = rows[["defocus_u", "defocus_v"]].to_numpy().mean(axis=1)
         first = rows.iloc[0]
@@ -347,6 +350,7 @@ def _optics_summary(table: pd.DataFrame) -> list[dict]:
                 "voltage": float(first.voltage),
                 "cs": float(first.cs),
                 "amp_contrast": float(first.amp_contrast),
+                "images": first.state if (rows["state"] == first.state).all() else "mixed",
                 "defocus": [float(np.nanmin(defocus)), float(np.nanmax(defocus))]
                 if np.isfinite(defocus).any()
                 else None,
@@ -381,17 +385,13 @@ def summary(meta: dict) -> str:
         lines.append(
             f"optics group {g['optics_group']}: {g['particles']} particles, {g['apix']:.4g} A/px, "
             f"box {g['box']}{window}, {g['voltage']:g} kV, Cs {g['cs']:g} mm, "
-            f"Q0 {g['amp_contrast']:g}, {df}"
+            f"Q0 {g['amp_contrast']:g}, {df}, {g['images']} images"
         )
     lines.append(
         f"training frame: box {meta['box']} at {meta['apix']:.4g} A/px ({meta['extent']:.1f} A)"
     )
-    source = meta["source_ctf"]
-    text = (
-        "mixed (per optics group)"
-        if source == "mixed"
-        else _STACK_CTF_TEXT[source, meta["stack_ctf"]]
-    )
+    source, stack = meta["source_ctf"], meta["stack_ctf"]
+    text = _STACK_CTF_TEXT.get((source, stack), f"{source} (per optics group); the stack: {stack}")
     lines.append(f"images: {text}")
     lines.append(f"halves: {meta['halves'][0]} even, {meta['halves'][1]} odd")
     lines += [f"note: {note}" for note in meta["notes"]]

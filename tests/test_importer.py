@@ -31,6 +31,7 @@ from gmmscape.importer import (
     import_particles,
     load_meta,
     load_table,
+    summary,
     table_poses,
     training_frame,
 )
@@ -285,8 +286,9 @@ def test_premultiplied_images_are_kept_and_raw_ones_premultiplied(tmp_path):
     assert result.meta["stack_ctf"] == "premultiplied" and result.meta["source_ctf"] == "mixed"
     with mrcfile.open(result.stack) as mrc:
         np.testing.assert_allclose(mrc.data, premultiplied, atol=1e-5)
-    source = cropped_source(result.stack, result.meta)
-    assert source.images_ctf == "premultiplied"
+    assert cropped_source(result.stack, result.meta).images_ctf == "premultiplied"
+    assert [g["images"] for g in result.meta["optics_groups"]] == ["raw", "premultiplied"]
+    assert "images: mixed (per optics group); the stack: premultiplied" in summary(result.meta)
 
 
 def test_flagged_eman2_ctf_flip_stack_with_ctf_is_not_flipped(tmp_path):
@@ -466,7 +468,8 @@ def test_cli_import_prints_the_summary(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert f"6 particles from {star.resolve()} (relion30), 0 junk" in text
-    assert "optics group 1: 6 particles, 1.5 A/px, box 32, 300 kV, Cs 2.7 mm, Q0 0.1" in text
+    assert "optics group 1: 6 particles, 1.5 A/px, box 32, 300 kV, Cs 2.7 mm, Q0 0.1, " in text
+    assert " um, raw images\n" in text
     lo, hi = (p.ctf["defocus_u"] + p.ctf["defocus_v"]) / 2 / 1e4 * [[1], [1]]
     assert f"defocus {lo.min():.2f}-{hi.max():.2f} um" in text
     assert "training frame: box 16 at 3 A/px (48.0 A)" in text
