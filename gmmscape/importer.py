@@ -132,9 +132,8 @@ def import_particles(
         tmp = {name: outputs.enter_context(atomic_output(p)) for name, p in paths.items()}
         chunks = _stack_chunks(table, states, stack_ctf, frame, step, junk)
         write_stack(tmp["stack.mrcs"], len(table), frame.box, frame.apix, chunks)
-        junk_table = pd.DataFrame(
-            {"index": table["index"].iloc[list(junk)], "reason": list(junk.values())}
-        )
+        junk_table = table.loc[list(junk), ["index", "subset"]].assign(reason=list(junk.values()))
+        junk_table = junk_table[["index", "reason", "subset"]]
         table = table.drop(index=list(junk)).reset_index(drop=True)
         if table.empty:
             raise InputError(f"{particles}: every particle is junk (non-finite or constant)")
@@ -512,6 +511,14 @@ def _read_images(rows: pd.DataFrame, stacks: dict[str, ImageStack]) -> np.ndarra
 def load_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read particles.csv written by the import."""
     return pd.read_csv(path, dtype={"source": "string"})
+
+
+def junk_of_half(path: str | os.PathLike, half: str) -> np.ndarray:
+    """`index` of the import's junk particles (import/junk.csv) in one half: all, even, odd."""
+    junk = pd.read_csv(path)
+    if half != "all":
+        junk = junk[junk["subset"] == ("even", "odd").index(half) + 1]
+    return junk["index"].to_numpy(np.int64)
 
 
 def load_meta(path: str | os.PathLike) -> dict:

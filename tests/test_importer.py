@@ -29,6 +29,7 @@ from gmmscape.importer import (
     TABLE_COLUMNS,
     MapFrame,
     import_particles,
+    junk_of_half,
     load_meta,
     load_table,
     summary,
@@ -428,9 +429,13 @@ def test_nan_and_constant_particles_are_junk_listed_and_left_out(tmp_path, datas
     write_mrcs(p.stacks[1], images, 1.5)
     result = import_particles(star, tmp_path / "import", chunk=2, box=16)
     junk = pd.read_csv(result.junk)
-    assert junk.to_dict("list") == {
+    assert list(junk.columns) == ["index", "reason", "subset"]
+    assert junk.drop(columns="subset").to_dict("list") == {
         "index": [3, 7], "reason": ["constant image", "non-finite pixels"],
     }  # fmt: skip
+    even, odd = (junk_of_half(result.junk, half).tolist() for half in ("even", "odd"))
+    assert junk_of_half(result.junk, "all").tolist() == [3, 7] and sorted(even + odd) == [3, 7]
+    assert even == junk.loc[junk["subset"] == 1, "index"].tolist()
     table = load_table(result.table)
     assert 3 not in set(table["index"]) and 7 not in set(table["index"]) and len(table) == 9
     assert result.meta["n_particles"] == 9 and result.meta["n_junk"] == 2
