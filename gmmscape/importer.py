@@ -104,7 +104,8 @@ def import_particles(
 ) -> ImportResult:
     """Import a .star or .lst into `outdir` (stack.mrcs, particles.csv, meta.json, junk.csv).
 
-    box: training box to Fourier-crop to (default: the particles' box). apix: pixel size
+    box: training box to Fourier-crop to (default: the particles' box, the smallest one when
+    optics groups differ; see training_frame). apix: pixel size
     of the particles and the map, overriding their headers. phase_flipped: "auto" (the
     input's flags), True (images already phase-flipped: never flipped again, and no CTF
     needed) or False (raw images, whatever the input says). split: an empty half is an
