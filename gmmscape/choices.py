@@ -140,19 +140,22 @@ def fsc_mask(volume: np.ndarray, apix: float, resolution: float = 15.0) -> np.nd
 
 
 def reconstructed_halves(
-    table: pd.DataFrame, seed: int, flipped: bool = False
+    table: pd.DataFrame, states: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Half maps from up to HALF_PARTICLES particles per half, at their own box."""
+    """Half maps from up to HALF_PARTICLES particles per half, at their own box: those
+    of the largest group sharing box, pixel size and image state (optics groups may
+    differ in all three)."""
+    groups = table.assign(_state=states).groupby(["box", "apix", "_state"]).indices
+    (box, apix, state), members = max(groups.items(), key=lambda item: len(item[1]))
     rng = np.random.default_rng(seed)
     rows = []
     for half in (1, 2):
-        members = np.flatnonzero(table["subset"].to_numpy() == half)
-        if len(members) > HALF_PARTICLES:
-            members = np.sort(rng.choice(members, HALF_PARTICLES, replace=False))
-        rows.append(members)
-    picked = np.sort(np.concatenate(rows))
-    sub = table.iloc[picked].reset_index(drop=True)
-    source = original_source(sub, flipped=flipped)
+        half_rows = members[table["subset"].to_numpy()[members] == half]
+        if len(half_rows) > HALF_PARTICLES:
+            half_rows = rng.choice(half_rows, HALF_PARTICLES, replace=False)
+        rows.append(half_rows)
+    sub = table.iloc[np.sort(np.concatenate(rows))].reset_index(drop=True)
+    source = original_source(sub, images_ctf=str(state))
     log.info("choices: reconstructing half maps from %d particles", len(sub))
     (result,) = reconstruct_with_halves(sub, source, [np.arange(len(sub))])
     return result.half1, result.half2, len(sub)
@@ -254,11 +257,11 @@ def derive(settings: dict[str, object], facts: DataFacts) -> dict[str, Choice]:
 
 def measure(
     table: pd.DataFrame,
+    states: np.ndarray,
     map_path: str | os.PathLike,
     *,
     mask_path: str | os.PathLike | None = None,
     seed: int = 0,
-    flipped: bool = False,
     apix: float | None = None,
 ) -> DataFacts:
     """The facts of a data set: the FSC of half maps of a known, modest particle count
@@ -272,7 +275,7 @@ def measure(
     volume, map_apix = read_map(map_path)
     map_apix = apix or map_apix
     mask = mask_at_box(read_map(mask_path)[0], volume.shape[0]) if mask_path else None
-    h1, h2, count = reconstructed_halves(table, seed, flipped)
+    h1, h2, count = reconstructed_halves(table, states, seed)
     half_apix = float(table["apix"].iloc[0])
     w = mask if mask is not None and mask.shape == h1.shape else fsc_mask(h1 + h2, half_apix)
     fsc = half_map_fsc(h1, h2, half_apix, w)
@@ -333,6 +336,7 @@ def choose(
     mask_path: str | os.PathLike | None = None,
     apix: float | None = None,
     seed: int = 0,
+    phase_flipped: str | bool = "auto",
 ) -> dict[str, Choice]:
     """Measure the data set, derive every CHOICE_KEYS setting the config leaves empty
     (None in ``settings``) and write them with their reasons to ``out``."""
@@ -340,8 +344,8 @@ def choose(
         chosen = {k: Choice(settings[k], "set in the config") for k in CHOICE_KEYS}
         write_choices(out, chosen, None)
         return chosen
-    table = read_table(particles, apix=apix, seed=seed)
-    facts = measure(table, map_path, mask_path=mask_path, seed=seed, apix=apix)
+    table, states = read_table(particles, apix=apix, seed=seed, phase_flipped=phase_flipped)
+    facts = measure(table, states, map_path, mask_path=mask_path, seed=seed, apix=apix)
     chosen = derive(settings, facts)
     write_choices(out, chosen, facts)
     return chosen

@@ -123,11 +123,47 @@ def run_decode(args: argparse.Namespace) -> None:
         print(path)
 
 
+def add_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("particles", metavar="PARTICLES", help="RELION .star or EMAN2 .lst")
+    parser.add_argument("--out", required=True, help="output directory (as {outdir}/import)")
+    parser.add_argument("--map", help="consensus map (.mrc): checked against the particles' box")
+    parser.add_argument("--box", type=int, help="training box (default: the particles' box)")
+    parser.add_argument(
+        "--apix", type=float, help="pixel size in Angstrom of the particles and the map"
+    )
+    parser.add_argument(
+        "--phase-flipped",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="images already phase-flipped? auto: as the input's flags say (default)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the even/odd split")
+
+
+def run_import(args: argparse.Namespace) -> None:
+    """Import particles alone (table, junk list, flipped and cropped stack) and summarise."""
+    from .importer import import_particles, summary
+
+    flipped = {"auto": "auto", "true": True, "false": False}[args.phase_flipped]
+    result = import_particles(
+        args.particles,
+        args.out,
+        map_path=args.map,
+        box=args.box,
+        apix=args.apix,
+        seed=args.seed,
+        phase_flipped=flipped,
+    )
+    print(summary(result.meta))
+    print(f"wrote {result.table}, {result.stack}, {result.junk}")
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]
 COMMANDS: dict[str, Command] = {
     "simulate": (add_simulate, run_simulate),
     "where": (add_where, run_where),
     "decode": (add_decode, run_decode),
+    "import": (add_import, run_import),
 }
 
 

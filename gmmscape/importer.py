@@ -1,18 +1,27 @@
 """Import: particles, poses and CTF (RELION STAR or EMAN2 .lst) -> the canonical particle
-table, meta.json and a phase-flipped, Fourier-cropped float32 stack (docs/conventions.md).
+table, meta.json, junk.csv and a phase-flipped, Fourier-cropped float32 stack
+(docs/conventions.md).
 
-The stack pass reads, flips, crops and writes a bounded number of particles at a time,
-so memory stays flat whatever the data set's size; all three outputs appear together
-only when the import succeeded.
+What the images hold (raw, already phase-flipped, CTF-premultiplied) comes from the
+input's flags or the `phase_flipped` setting; images are flipped only when raw, and a
+stack with premultiplied images holds CTF * X for every particle (raw ones are
+multiplied by the CTF, flipped ones by |CTF|), so reconstruction has one rule per stack.
+Optics groups whose box in Angstrom differs from the training frame's are cropped or
+padded in real space (at their own pixel size) to the frame before the Fourier crop.
+Particles with non-finite or constant images are junk: zero in the stack, listed in
+junk.csv, absent from the table. The stack pass reads, flips, crops and writes a
+bounded number of particles at a time, so memory stays flat whatever the data set's
+size; the outputs appear together only when the import succeeded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .ctf import CTFParams, ctf_2d, phase_flip
+from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fourier import check_box, crop_ft, to_fourier, to_real
 from .geometry import matrix_to_relion
@@ -33,15 +42,27 @@ from .io import (
     read_star,
     write_stack,
 )
+from .io.common import CTF_STATES
 from .io.stacks import ImageStack
+
+log = logging.getLogger(__name__)
+RAW, FLIPPED, PREMULTIPLIED = CTF_STATES
 
 ROTATION_COLUMNS = [f"r{i}{j}" for i in range(3) for j in range(3)]
 CTF_COLUMNS = list(CTFParams.__dataclass_fields__)
 _POSE_COLUMNS = [*ROTATION_COLUMNS, "rot", "tilt", "psi", "shift_x", "shift_y"]
 TABLE_COLUMNS = ["index", "stack_index", "source", "source_index", *_POSE_COLUMNS, *CTF_COLUMNS]
-TABLE_COLUMNS += ["optics_group", "apix", "box", "subset"]
+TABLE_COLUMNS += ["optics_group", "apix", "box", "subset", "window"]
 _READERS = {".star": read_star, ".lst": read_lst}
 _EXTENT_RTOL = 5e-3  # boxes agree when their sizes in Angstrom agree to 0.5 %
+_MAX_CUT = 0.25  # a group's box may lose at most this fraction of its width to the frame
+PHASE_FLIPPED = ("auto", True, False)
+# (what the images hold, what the stack holds) -> Fourier multiplier made of the CTF
+_CTF_CHANGE: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {
+    (RAW, FLIPPED): np.sign,
+    (RAW, PREMULTIPLIED): lambda c: c,
+    (FLIPPED, PREMULTIPLIED): np.abs,
+}
 _PIXELS_PER_STEP = 2**23  # input pixels per read-flip-crop step: ~0.4 GB of working memory
 
 
@@ -52,6 +73,21 @@ class ImportResult:
     stack: Path
     table: Path
     meta: dict
+    junk: Path | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The one training frame: box size in Angstrom and pixels, and per particle the box
+    (original pixels) its image is cropped or padded to in real space before the crop."""
+
+    extent: float
+    box: int
+    windows: np.ndarray  # (n,) int
+
+    @property
+    def apix(self) -> float:
+        return self.extent / self.box
 
 
 def import_particles(
@@ -63,58 +99,69 @@ def import_particles(
     seed: int = 0,
     chunk: int = 1000,
     apix: float | None = None,
-    flip: bool = True,
+    phase_flipped: str | bool = "auto",
+    split: bool = False,
 ) -> ImportResult:
-    """Import a .star or .lst into `outdir` (stack.mrcs, particles.csv, meta.json).
+    """Import a .star or .lst into `outdir` (stack.mrcs, particles.csv, meta.json, junk.csv).
 
-    box: training box to Fourier-crop to (default: the particles' box). apix: pixel size
-    override for inputs that lack one. flip=False takes the images as already
-    phase-flipped (e.g. EMAN2 '__ctf_flip' stacks) and allows inputs without CTF.
+    box: training box to Fourier-crop to (default: the particles' box, the smallest one when
+    optics groups differ; see training_frame). apix: pixel size
+    of the particles and the map, overriding their headers. phase_flipped: "auto" (the
+    input's flags), True (images already phase-flipped: never flipped again, and no CTF
+    needed) or False (raw images, whatever the input says). split: an empty half is an
+    error (else a warning).
     """
     particles, outdir = Path(particles).resolve(), Path(outdir)
     reader = _READERS.get(particles.suffix.lower())
     if reader is None:
         raise InputError(f"{particles}: unsupported particle file (expected .star or .lst)")
     records = reader(particles, apix=apix)
+    notes = list(records.notes)
     table = build_table(records, seed)
-    extent = _common_extent(table, particles)
-    if map_path is not None:
-        _check_map(Path(map_path), extent, particles)
-    box = _crop_box(table, box, particles)
-    if flip:
-        _check_ctf(table, particles)
-    meta = {
-        "apix": extent / box,
-        "box": box,
-        "apix_original": float(table["apix"].iloc[0]),
-        "box_original": int(table["box"].iloc[0]),
-        "n_particles": len(table),
-        "source_file": str(particles),
-        "format": records.format,
-        "flipped": True,
-        "source_flipped": not flip,  # reconstruction from the original images needs it
-        "has_ctf": bool(table["defocus_u"].notna().all()),
-    }
+    states = ctf_states(records, phase_flipped, notes)
+    stack_ctf = PREMULTIPLIED if (states == PREMULTIPLIED).any() else FLIPPED
+    frame = training_frame(table, box, _map_frame(map_path, apix), particles)
+    table["window"] = frame.windows
+    _check_ctf(table, states, stack_ctf, particles)
+    if split:  # fail before the long stack pass when the input alone has an empty half
+        check_halves(table["subset"].to_numpy(), split, particles)
     step = max(1, min(int(chunk), _PIXELS_PER_STEP // int(table["box"].max()) ** 2))
-    paths = {name: outdir / name for name in ("meta.json", "particles.csv", "stack.mrcs")}
+    names = ("meta.json", "particles.csv", "junk.csv", "stack.mrcs")
+    paths = {name: outdir / name for name in names}
+    junk: dict[int, str] = {}
     with contextlib.ExitStack() as outputs:  # entered meta first, so renamed last
         tmp = {name: outputs.enter_context(atomic_output(p)) for name, p in paths.items()}
-        chunks = _stack_chunks(table, box, flip, step, particles)
-        write_stack(tmp["stack.mrcs"], len(table), box, meta["apix"], chunks)
+        chunks = _stack_chunks(table, states, stack_ctf, frame, step, junk)
+        write_stack(tmp["stack.mrcs"], len(table), frame.box, frame.apix, chunks)
+        junk_table = table.loc[list(junk), ["index", "subset"]].assign(reason=list(junk.values()))
+        junk_table = junk_table[["index", "reason", "subset"]]
+        table = table.drop(index=list(junk)).reset_index(drop=True)
+        if table.empty:
+            raise InputError(f"{particles}: every particle is junk (non-finite or constant)")
+        check_halves(table["subset"].to_numpy(), split, particles)
+        kept = states[table["stack_index"].to_numpy()]
+        meta = _meta(records, table, kept, stack_ctf, frame, notes) | {"n_junk": len(junk)}
         table.to_csv(tmp["particles.csv"], index=False)
+        junk_table.to_csv(tmp["junk.csv"], index=False)
         tmp["meta.json"].write_text(json.dumps(meta, indent=1) + "\n")
-    return ImportResult(stack=paths["stack.mrcs"], table=paths["particles.csv"], meta=meta)
+    return ImportResult(paths["stack.mrcs"], paths["particles.csv"], meta, paths["junk.csv"])
 
 
 def read_table(
-    particles: str | os.PathLike, *, apix: float | None = None, seed: int = 0
-) -> pd.DataFrame:
-    """The canonical table of a particle file, without reading any image."""
+    particles: str | os.PathLike,
+    *,
+    apix: float | None = None,
+    seed: int = 0,
+    phase_flipped: str | bool = "auto",
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The canonical table of a particle file and what each image holds (CTF_STATES),
+    without reading any image."""
     particles = Path(particles).resolve()
     reader = _READERS.get(particles.suffix.lower())
     if reader is None:
         raise InputError(f"{particles}: unsupported particle file (expected .star or .lst)")
-    return build_table(reader(particles, apix=apix), seed)
+    records = reader(particles, apix=apix)
+    return build_table(records, seed), ctf_states(records, phase_flipped, [])
 
 
 def build_table(records: ParticleRecords, seed: int = 0) -> pd.DataFrame:
@@ -135,6 +182,7 @@ def build_table(records: ParticleRecords, seed: int = 0) -> pd.DataFrame:
         "apix": records.apix,
         "box": records.box,
         "subset": even_odd(records.subset, seed),
+        "window": records.box,
     }
     return pd.DataFrame(columns, columns=TABLE_COLUMNS)
 
@@ -150,105 +198,330 @@ def even_odd(subset: np.ndarray, seed: int) -> np.ndarray:
     return split
 
 
-def _common_extent(table: pd.DataFrame, particles: Path) -> float:
-    """The particles' box size in Angstrom, the same for all (so one crop fits all)."""
-    extent = (table["apix"] * table["box"]).to_numpy()
-    bad = np.flatnonzero(np.abs(extent - extent[0]) > _EXTENT_RTOL * extent[0])
-    if bad.size:
-        a, b = table.iloc[0], table.iloc[bad[0]]
+def ctf_states(records: ParticleRecords, phase_flipped: str | bool, notes: list[str]) -> np.ndarray:
+    """What each particle's image holds (CTF_STATES): the input's flags ("auto") or the
+    setting (True: flipped, False: raw); flags a setting overrides are noted."""
+    if phase_flipped not in PHASE_FLIPPED:
+        raise InputError(f"phase_flipped: expected auto, true or false, got {phase_flipped!r}")
+    stated = records.states()
+    flagged = {s: int((stated == s).sum()) for s in (FLIPPED, PREMULTIPLIED)}
+    if phase_flipped == "auto":
+        notes += [f"{n} particles flagged {s} by the input" for s, n in flagged.items() if n]
+        return stated
+    forced = FLIPPED if phase_flipped else RAW
+    overridden = {s: n for s, n in flagged.items() if n and s != forced}
+    setting = str(phase_flipped).lower()
+    notes += [
+        f"phase_flipped: {setting} overrides {n} particles flagged {s}"
+        for s, n in overridden.items()
+    ]
+    return np.full(len(stated), forced, dtype=object)
+
+
+def check_halves(subset: np.ndarray, split: bool, particles: Path) -> None:
+    """An empty even or odd half: an error when the halves are run (split), else a warning."""
+    counts = [int((subset == h).sum()) for h in (1, 2)]
+    if min(counts) > 0:
+        return
+    empty = 1 if counts[0] == 0 else 2
+    message = (
+        f"{particles}: half {empty} ({'even' if empty == 1 else 'odd'}) is empty: all "
+        f"{max(counts)} particles are in half {3 - empty} (_rlnRandomSubset or EMAN2 'class')"
+    )
+    if split:
         raise InputError(
-            f"{particles}: particles differ in box size: row 0 (optics group {a.optics_group}) "
-            f"is {a.box} px x {a.apix:.4g} A, row {bad[0]} (optics group {b.optics_group}) is "
-            f"{b.box} px x {b.apix:.4g} A; expected the same box in Angstrom (rescale/re-extract)"
+            f"{message}; split: true needs both halves (remove that column for a seeded split)"
         )
-    return float(extent[0])
+    log.warning("warning: %s", message)
 
 
-def _check_map(map_path: Path, extent: float, particles: Path) -> None:
-    """The consensus map must cover the same box (in Angstrom) as the particles."""
-    shape, map_apix = map_info(map_path)
+@dataclass(frozen=True)
+class MapFrame:
+    """A consensus map's box, for matching the particles' frame to it."""
+
+    path: Path
+    box: int
+    apix: float
+
+    @property
+    def extent(self) -> float:
+        return self.box * self.apix
+
+
+def _map_frame(map_path: str | os.PathLike | None, apix: float | None) -> MapFrame | None:
+    """The consensus map's box and pixel size (`apix` overrides its header), checked cubic."""
+    if map_path is None:
+        return None
+    shape, map_apix = map_info(map_path, apix)
     if len(set(shape)) != 1:
         raise InputError(
             f"{map_path}: map is {shape[2]} x {shape[1]} x {shape[0]}, expected a cube"
         )
-    if abs(shape[0] * map_apix - extent) > _EXTENT_RTOL * extent:
+    return MapFrame(Path(map_path), shape[0], map_apix)
+
+
+def training_frame(
+    table: pd.DataFrame, box: int | None, consensus: MapFrame | None, particles: Path
+) -> Frame:
+    """The frame every particle is brought to: the box in Angstrom of the optics group the
+    map matches (without a map, the first particle's), at `box` pixels (default: the
+    smallest window). A group spanning a different size in Angstrom is cropped or padded
+    in real space to the nearest even box of that size; refused only when that would cut
+    more than a quarter of its box, or when the map matches no group."""
+    sizes, pixel = table["box"].to_numpy(), table["apix"].to_numpy()
+    extents = sizes * pixel
+    ref = 0 if consensus is None else int(np.argmin(np.abs(extents - consensus.extent)))
+    if consensus is not None and abs(extents[ref] - consensus.extent) > _EXTENT_RTOL * extents[ref]:
         raise InputError(
-            f"box mismatch: map {map_path} is {shape[0]} px at {map_apix:.4g} A/px "
-            f"({shape[0] * map_apix:.1f} A) but the particles of {particles} span {extent:.1f} A; "
-            "expected the same box and pixel size"
+            f"box mismatch: map {consensus.path} is {consensus.box} px at {consensus.apix:.4g} "
+            f"A/px ({consensus.extent:.1f} A) but the particles of {particles} span "
+            f"{_extent_range(table)}; expected the same box in Angstrom (if a header's pixel "
+            "size is wrong, set apix)"
         )
+    extent = float(extents[ref])
+    close = np.abs(extents - extent) <= _EXTENT_RTOL * extent
+    windows = np.where(close, sizes, 2 * np.round(extent / (2 * pixel))).astype(int)
+    cut = np.flatnonzero(windows < (1 - _MAX_CUT) * sizes)
+    if cut.size:
+        raise InputError(
+            f"{particles}: optics group {_group(table, cut[0])} would lose more than a quarter "
+            f"of its box to the training frame of {extent:.1f} A ({_group(table, ref)}); "
+            "re-extract the particles with a similar box in Angstrom"
+        )
+    smallest = int(np.argmin(windows))
+    box = check_box(windows[smallest] if box is None else box, "box")
+    if box > windows[smallest]:
+        raise InputError(
+            f"box {box}: larger than the {windows[smallest]}-pixel frame of optics group "
+            f"{_group(table, smallest)} of {particles}"
+        )
+    return Frame(extent, box, windows)
 
 
-def _crop_box(table: pd.DataFrame, box: int | None, particles: Path) -> int:
-    smallest = int(table["box"].min())
-    box = check_box(smallest if box is None else box, "box")
-    if box > smallest:
-        raise InputError(f"box {box}: larger than the {smallest}-pixel particles of {particles}")
-    return box
+def _group(table: pd.DataFrame, row: int) -> str:
+    group, box, apix = (table[c].iloc[row] for c in ("optics_group", "box", "apix"))
+    return f"{group} ({box} px x {apix:.4g} A = {box * apix:.1f} A)"
 
 
-def _check_ctf(table: pd.DataFrame, particles: Path) -> None:
-    missing = np.flatnonzero(table["defocus_u"].isna().to_numpy())
+def _extent_range(table: pd.DataFrame) -> str:
+    groups = table.drop_duplicates(["optics_group", "box", "apix"])
+    return ", ".join(f"optics group {_group(groups, i)}" for i in range(len(groups)))
+
+
+def _check_ctf(table: pd.DataFrame, states: np.ndarray, stack_ctf: str, particles: Path) -> None:
+    """Every image the stack pass multiplies by something made of the CTF has one."""
+    needs = np.array([(s, stack_ctf) in _CTF_CHANGE for s in states])
+    missing = np.flatnonzero(needs & table["defocus_u"].isna().to_numpy())
     if missing.size:
         row = table.iloc[missing[0]]
         raise InputError(
             f"{particles} row {missing[0]}: no CTF for {row.source} image {row.source_index}; "
-            "phase flipping needs one (use flip=False if the images are already flipped)"
+            f"{'phase flipping' if stack_ctf == FLIPPED else 'CTF premultiplying'} needs one "
+            "(set phase_flipped: true if the images are already phase-flipped)"
         )
 
 
+def _meta(
+    records: ParticleRecords,
+    table: pd.DataFrame,
+    states: np.ndarray,
+    stack_ctf: str,
+    frame: Frame,
+    notes: list[str],
+) -> dict:
+    """meta.json (docs/conventions.md): the frame, what the images hold, the optics groups."""
+    source_ctf = states[0] if (states == states[0]).all() else "mixed"
+    return {
+        "apix": frame.apix,
+        "box": frame.box,
+        "apix_original": float(table["apix"].iloc[0]),
+        "box_original": int(table["box"].iloc[0]),
+        "extent": frame.extent,
+        "n_particles": len(table),
+        "source_file": str(records.source_file),
+        "format": records.format,
+        "flipped": stack_ctf == FLIPPED,
+        "stack_ctf": stack_ctf,
+        "source_ctf": str(source_ctf),
+        "source_flipped": source_ctf == FLIPPED,  # reconstruction from the original images
+        "has_ctf": bool(table["defocus_u"].notna().all()),
+        "halves": [int((table["subset"] == h).sum()) for h in (1, 2)],
+        "optics_groups": _optics_summary(table, states),
+        "notes": notes,
+    }
+
+
+def _optics_summary(table: pd.DataFrame, states: np.ndarray) -> list[dict]:
+    out = []
+    table = table.assign(state=states)
+    for group, rows in table.groupby("optics_group", sort=True):
+        defocus = rows[["defocus_u", "defocus_v"]].to_numpy().mean(axis=1)
+        first = rows.iloc[0]
+        out.append(
+            {
+                "optics_group": int(group),
+                "particles": len(rows),
+                "apix": float(first.apix),
+                "box": int(first.box),
+                "window": int(first.window),
+                "voltage": float(first.voltage),
+                "cs": float(first.cs),
+                "amp_contrast": float(first.amp_contrast),
+                "images": first.state if (rows["state"] == first.state).all() else "mixed",
+                "defocus": [float(np.nanmin(defocus)), float(np.nanmax(defocus))]
+                if np.isfinite(defocus).any()
+                else None,
+            }
+        )
+    return out
+
+
+_STACK_CTF_TEXT = {
+    (RAW, FLIPPED): "raw, phase-flipped at import",
+    (FLIPPED, FLIPPED): "already phase-flipped, used as they are",
+    (PREMULTIPLIED, PREMULTIPLIED): "CTF-premultiplied, used as they are (CTF^2 weights)",
+    (RAW, PREMULTIPLIED): "raw, multiplied by the CTF at import (others are premultiplied)",
+    (FLIPPED, PREMULTIPLIED): "flipped, multiplied by |CTF| (others are premultiplied)",
+}
+
+
+def summary(meta: dict) -> str:
+    """A few lines on what the import found, for the user (gmmscape import, the log)."""
+    lines = [
+        f"{meta['n_particles']} particles from {meta['source_file']} ({meta['format']}), "
+        f"{meta['n_junk']} junk (junk.csv)",
+    ]
+    for g in meta["optics_groups"]:
+        defocus = g["defocus"]
+        df = (
+            "no CTF"
+            if defocus is None
+            else f"defocus {defocus[0] / 1e4:.2f}-{defocus[1] / 1e4:.2f} um"
+        )
+        window = "" if g["window"] == g["box"] else f", cropped/padded to {g['window']} px"
+        lines.append(
+            f"optics group {g['optics_group']}: {g['particles']} particles, {g['apix']:.4g} A/px, "
+            f"box {g['box']}{window}, {g['voltage']:g} kV, Cs {g['cs']:g} mm, "
+            f"Q0 {g['amp_contrast']:g}, {df}, {g['images']} images"
+        )
+    lines.append(
+        f"training frame: box {meta['box']} at {meta['apix']:.4g} A/px ({meta['extent']:.1f} A)"
+    )
+    source, stack = meta["source_ctf"], meta["stack_ctf"]
+    text = _STACK_CTF_TEXT.get((source, stack), f"{source} (per optics group); the stack: {stack}")
+    lines.append(f"images: {text}")
+    lines.append(f"halves: {meta['halves'][0]} even, {meta['halves'][1]} odd")
+    lines += [f"note: {note}" for note in meta["notes"]]
+    return "\n".join(lines)
+
+
 def _stack_chunks(
-    table: pd.DataFrame, box: int, flip: bool, step: int, particles: Path
+    table: pd.DataFrame,
+    states: np.ndarray,
+    stack_ctf: str,
+    frame: Frame,
+    step: int,
+    junk: dict[int, str],
 ) -> Iterator[np.ndarray]:
-    """Consecutive chunks of the output stack: read, phase-flip and crop each step."""
+    """Consecutive chunks of the output stack: read, flip, window and crop each step; junk
+    images (recorded in `junk`, table row -> reason) are zero."""
     stacks = {s: open_stack(s) for s in table["source"].unique()}
+    keys = ["box", "apix", "window", "state"]
     with tqdm(
         total=len(table), unit="particle", desc="import", file=sys.stderr, mininterval=2
     ) as bar:
         for start in range(0, len(table), step):
-            rows = table.iloc[start : start + step]
-            out = np.empty((len(rows), box, box), dtype=np.float32)
-            for (_, apix), group in rows.groupby(["box", "apix"], sort=False):
-                images = _read_images(group, stacks, particles)
-                params = CTFParams.from_table(group) if flip else None
-                out[group.index - start] = flip_and_crop(images, params, apix, box)
+            rows = table.iloc[start : start + step].assign(state=states[start : start + step])
+            out = np.zeros((len(rows), frame.box, frame.box), dtype=np.float32)
+            for (_, apix, window, state), group in rows.groupby(keys, sort=False):
+                images = _read_images(group, stacks)
+                reasons = junk_reasons(images)
+                good = reasons == ""
+                junk.update(zip(group.index[~good], reasons[~good], strict=True))
+                change = (state, stack_ctf)
+                params = CTFParams.from_table(group[good]) if change in _CTF_CHANGE else None
+                out[group.index[good] - start] = flip_and_crop(
+                    images[good], params, apix, frame.box, change=change, window=window
+                )
             bar.update(len(rows))
             yield out
 
 
-def flip_and_crop(
-    images: np.ndarray, params: CTFParams | None, apix: float, box: int
-) -> np.ndarray:
-    """Phase-flip images (n, b, b) with their CTF (None: no flip) and Fourier-crop to box.
+def junk_reasons(images: np.ndarray) -> np.ndarray:
+    """Per image: "" when usable, else why not (non-finite pixels, a constant image)."""
+    reasons = np.full(len(images), "", dtype=object)
+    finite = np.isfinite(images).all(axis=(1, 2))
+    reasons[~finite] = "non-finite pixels"
+    flat = np.zeros(len(images), bool)
+    flat[finite] = np.ptp(images[finite], axis=(1, 2)) == 0
+    reasons[flat] = "constant image"
+    return reasons
 
-    Equal to fourier_crop(phase_flip(images, params, apix), box), but with one forward
-    FFT at the full box and the CTF evaluated on the cropped grid only (the frequencies
-    kept are the same): the stack pass is dominated by this step.
+
+def flip_and_crop(
+    images: np.ndarray,
+    params: CTFParams | None,
+    apix: float,
+    box: int,
+    *,
+    change: tuple[str, str] = (RAW, FLIPPED),
+    window: int | None = None,
+) -> np.ndarray:
+    """Multiply images (n, b, b) by a function of their CTF (`change`: phase flip by
+    default; params None: nothing), crop or pad them in real space to `window` pixels
+    and Fourier-crop them to `box`.
+
+    Without a window this equals fourier_crop(phase_flip(images, params, apix), box),
+    but with one forward FFT at the full box and the CTF evaluated on the cropped grid
+    only (the frequencies kept are the same): the stack pass is dominated by this step.
     """
     full = images.shape[-1]
+    factor = None if params is None else _CTF_CHANGE[change]
+    if window is not None and window != full:
+        if factor is not None:
+            ft = to_fourier(images) * factor(ctf_2d(params, full, apix))
+            images = to_real(ft, full).astype(np.float32)
+        images, factor, full = real_window(images, window), None, window
     if box == full:
-        return images if params is None else phase_flip(images, params, apix)
+        if factor is None:
+            return np.asarray(images, dtype=np.float32)
+        return to_real(to_fourier(images) * factor(ctf_2d(params, box, apix)), box).astype(
+            np.float32
+        )
     ft = crop_ft(to_fourier(images), full, box)
-    if params is not None:
-        ft *= np.sign(ctf_2d(params, box, apix * full / box))
+    if factor is not None:
+        ft *= factor(ctf_2d(params, box, apix * full / box))
     return to_real(ft, box).astype(np.float32) * np.float32((box / full) ** 2)
 
 
-def _read_images(rows: pd.DataFrame, stacks: dict[str, ImageStack], particles: Path) -> np.ndarray:
-    """The source images of `rows` (all of one box), checked for NaN/inf pixels."""
+def real_window(images: np.ndarray, window: int) -> np.ndarray:
+    """Crop or pad images (n, b, b) about their centre (b//2) to (n, w, w); padding takes
+    each image's mean over its border, so no edge appears."""
+    full = images.shape[-1]
+    if window <= full:
+        lo = full // 2 - window // 2
+        return np.ascontiguousarray(images[:, lo : lo + window, lo : lo + window])
+    border = np.concatenate(
+        [
+            images[:, [0, -1], :].reshape(len(images), -1),
+            images[:, 1:-1, [0, -1]].reshape(len(images), -1),
+        ],
+        axis=1,
+    )
+    out = np.empty((len(images), window, window), np.float32)
+    out[:] = border.mean(axis=1)[:, None, None]
+    lo = window // 2 - full // 2
+    out[:, lo : lo + full, lo : lo + full] = images
+    return out
+
+
+def _read_images(rows: pd.DataFrame, stacks: dict[str, ImageStack]) -> np.ndarray:
+    """The source images of `rows` (all of one box), in the rows' order."""
     box = int(rows["box"].iloc[0])
     images = np.empty((len(rows), box, box), dtype=np.float32)
     position = pd.Series(np.arange(len(rows)), index=rows.index)
     for source, group in rows.groupby("source", sort=False):
-        indices = group["source_index"].to_numpy()
-        data = stacks[source].read(indices)
-        finite = np.isfinite(data).all(axis=(1, 2))
-        if not finite.all():
-            k = int(np.flatnonzero(~finite)[0])
-            raise InputError(
-                f"{source}: image {indices[k]} (0-based) has NaN or infinite pixels "
-                f"(particle row {group.index[k]} of {particles})"
-            )
+        data = stacks[source].read(group["source_index"].to_numpy())
         images[position[group.index].to_numpy()] = data
     return images
 
@@ -258,13 +531,26 @@ def load_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"source": "string"})
 
 
+def junk_of_half(path: str | os.PathLike, half: str) -> np.ndarray:
+    """`index` of the import's junk particles (import/junk.csv) in one half: all, even, odd."""
+    junk = pd.read_csv(path)
+    if half != "all":
+        junk = junk[junk["subset"] == ("even", "odd").index(half) + 1]
+    return junk["index"].to_numpy(np.int64)
+
+
 def load_meta(path: str | os.PathLike) -> dict:
     """Read meta.json written by the import."""
     return json.loads(Path(path).read_text())
 
 
 def table_poses(table: pd.DataFrame, box: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rotations (n, 3, 3) and shifts (n, 2) in pixels of the cropped `box`, for training."""
+    """Rotations (n, 3, 3) and shifts (n, 2) in pixels of the cropped `box`, for training.
+
+    A particle's `window` (its box brought to the training frame; `box` in tables without
+    one) is what the crop scales down to `box` pixels.
+    """
     R = table[ROTATION_COLUMNS].to_numpy(dtype=np.float64).reshape(-1, 3, 3)
-    scale = box / table["box"].to_numpy(dtype=np.float64)
+    window = table["window"] if "window" in table else table["box"]
+    scale = box / window.to_numpy(dtype=np.float64)
     return R, table[["shift_x", "shift_y"]].to_numpy(dtype=np.float64) * scale[:, None]

@@ -12,7 +12,8 @@ A recorded image is X = CTF * P + noise. Per Fourier voxel the least-squares
 
 sums over the samples that land on the voxel. The import's stack is phase-flipped,
 Y = sign(CTF) X, so CTF X = |CTF| Y: flipped images are weighted by |CTF|, raw
-images by CTF, and the normaliser is CTF^2 either way. lambda = wiener * the mean
+images by CTF, CTF-premultiplied images (CTF X already) by 1, and the normaliser is
+CTF^2 in every case, as in RELION. Particles without a CTF take CTF = 1. lambda = wiener * the mean
 of the normaliser inside the Nyquist sphere: a small constant that keeps sparsely
 sampled voxels from blowing up, relative so it does not depend on the data's size.
 
@@ -44,11 +45,14 @@ from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fourier import check_box, to_fourier
 from .fsc import fsc_table, resolution_at, shell_weights
-from .importer import ROTATION_COLUMNS
-from .io.mrc import MrcStack, read_map, write_map
+from .importer import ROTATION_COLUMNS, table_poses
+from .io.common import CTF_STATES
+from .io.mrc import MrcStack, read_volume, write_map
 from .io.stacks import ImageStack, open_stack
 
 INTERPOLATIONS = ("trilinear", "nearest")
+# what the images hold (io.common.CTF_STATES) -> the weight of their samples, from the CTF
+_DATA_WEIGHT = dict(zip(CTF_STATES, (lambda c: c, np.abs, np.ones_like), strict=True))
 _SAMPLES_PER_STEP = 1 << 17  # slice samples scattered at once (x8 corners): bounds memory
 
 
@@ -166,16 +170,17 @@ class SliceSamples:
         rot: np.ndarray,
         shift: np.ndarray,
         ctf: np.ndarray,
-        flipped: bool,
+        images_ctf: str,
     ) -> SliceSamples:
-        """images (B, b, b), rot (B, 3, 3), shift (B, 2) pixels, ctf (B, b, b//2+1)."""
+        """images (B, b, b), rot (B, 3, 3), shift (B, 2) pixels, ctf (B, b, b//2+1);
+        images_ctf: what the images hold (raw, flipped or premultiplied)."""
         box = images.shape[-1]
         kx, ky, flat = _slice_points(box)
         batch = len(images)
         ft = to_fourier(np.asarray(images, np.float64)).reshape(batch, -1)[:, flat]
         c = np.asarray(ctf, np.float64).reshape(batch, -1)[:, flat]
         phase = (2.0 * np.pi / box) * (kx * shift[:, :1] + ky * shift[:, 1:])
-        value = (np.abs(c) if flipped else c) * ft * np.exp(1j * phase)
+        value = _DATA_WEIGHT[images_ctf](c) * ft * np.exp(1j * phase)
         rot = np.asarray(rot, np.float64)
         key = kx[None, :, None] * rot[:, None, 0, :] + ky[None, :, None] * rot[:, None, 1, :]
         return cls(key, value, c * c)
@@ -197,21 +202,23 @@ class SliceSamples:
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Where a table's particle images come from: box, pixel size, phase flipping, reader.
+    """Where a table's particle images come from: box, pixel size, what they hold, reader.
 
     ``read(rows)`` returns the images of a slice of the canonical table in its order;
-    ``shift_scale`` converts the table's shifts (original box) to this box.
+    ``shifts(rows)`` their shifts (n, 2) in pixels of this box; ``images_ctf`` is
+    raw, flipped or premultiplied (io.common.CTF_STATES).
     """
 
     box: int
     apix: float
-    flipped: bool
-    shift_scale: float
+    images_ctf: str
+    shifts: Callable[[pd.DataFrame], np.ndarray]
     read: Callable[[pd.DataFrame], np.ndarray]
 
 
 def cropped_source(stack: str | os.PathLike, meta: dict) -> ImageSource:
-    """The import's phase-flipped, Fourier-cropped stack (import/stack.mrcs + meta.json)."""
+    """The import's phase-flipped (or premultiplied), Fourier-cropped stack
+    (import/stack.mrcs + meta.json)."""
     images = MrcStack(stack)
     if images.box != int(meta["box"]):
         raise InputError(
@@ -220,17 +227,23 @@ def cropped_source(stack: str | os.PathLike, meta: dict) -> ImageSource:
     return ImageSource(
         box=images.box,
         apix=float(meta["apix"]),
-        flipped=True,
-        shift_scale=images.box / float(meta["box_original"]),
+        images_ctf=meta.get("stack_ctf", "flipped"),
+        shifts=lambda rows: table_poses(rows, images.box)[1],
         read=lambda rows: images.read(rows["stack_index"].to_numpy()),
     )
 
 
-def original_source(table: pd.DataFrame, *, flipped: bool = False) -> ImageSource:
+def original_source(table: pd.DataFrame, *, images_ctf: str = "raw") -> ImageSource:
     """The particles' own (unbinned) images, read from the table's source/source_index.
 
-    RELION particles are not phase-flipped (flipped=False); EMAN2 '__ctf_flip' stacks are.
+    images_ctf: what they hold (meta.json "source_ctf"): RELION particles are raw unless
+    flagged, EMAN2 '__ctf_flip' stacks are flipped.
     """
+    if images_ctf not in CTF_STATES:
+        raise InputError(
+            f"reconstruction at the original box needs images all raw, flipped or "
+            f"premultiplied, found {images_ctf} (optics groups differ)"
+        )
     boxes, apixes = table["box"].unique(), table["apix"].unique()
     if len(boxes) != 1 or np.ptp(apixes) > 1e-3 * apixes[0]:
         raise InputError(
@@ -248,7 +261,10 @@ def original_source(table: pd.DataFrame, *, flipped: bool = False) -> ImageSourc
             out[where] = stacks[source].read(index[where])
         return out
 
-    return ImageSource(int(boxes[0]), float(apixes[0]), flipped, 1.0, read)
+    def shifts(rows: pd.DataFrame) -> np.ndarray:
+        return rows[["shift_x", "shift_y"]].to_numpy(np.float64)
+
+    return ImageSource(int(boxes[0]), float(apixes[0]), images_ctf, shifts, read)
 
 
 def reconstruct_sets(
@@ -278,12 +294,13 @@ def reconstruct_sets(
     for start in range(0, len(needed), chunk):
         rows = needed[start : start + chunk]
         part = table.iloc[rows]
+        ctf = ctf_2d(CTFParams.from_table(part), source.box, source.apix)
         samples = SliceSamples.from_images(
             source.read(part),
             part[ROTATION_COLUMNS].to_numpy(np.float64).reshape(-1, 3, 3),
-            part[["shift_x", "shift_y"]].to_numpy(np.float64) * source.shift_scale,
-            ctf_2d(CTFParams.from_table(part), source.box, source.apix),
-            source.flipped,
+            source.shifts(part),
+            np.nan_to_num(ctf, nan=1.0),  # no CTF known: the images as they are
+            source.images_ctf,
         )
         for k, volume in enumerate(volumes):
             volume.add(samples, np.flatnonzero(members[rows, k]), interpolation)
@@ -362,7 +379,8 @@ def reconstruction_source(
     if scale == "crop":
         return cropped_source(Path(import_dir) / "stack.mrcs", meta)
     if scale == "original":
-        return original_source(table, flipped=bool(meta.get("source_flipped", False)))
+        stated = "flipped" if meta.get("source_flipped") else "raw"  # older meta.json
+        return original_source(table, images_ctf=meta.get("source_ctf", stated))
     raise InputError(f"landscape.reconstruct.scale: expected 'crop' or 'original', got {scale!r}")
 
 
@@ -449,4 +467,4 @@ def mask_at_box(mask: np.ndarray, box: int) -> np.ndarray:
 
 def read_mask(path: str | os.PathLike | None, box: int) -> np.ndarray | None:
     """The FSC mask file at a reconstruction's box (``mask_at_box``), or None without one."""
-    return mask_at_box(read_map(path)[0], box) if path else None
+    return mask_at_box(read_volume(path), box) if path else None

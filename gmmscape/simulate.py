@@ -237,7 +237,13 @@ def _write_reconstructed(table: pd.DataFrame, box: int, apix: float, out: Path) 
     consensus map as a refinement writes it: both halves, FSC-weighted. What a user's
     refinement hands over, noise and all, instead of the noise-free average."""
     stack = MrcStack(out / OUTPUTS["stack"])
-    source = ImageSource(box, apix, False, 1.0, lambda rows: stack.read(rows["stack_index"]))
+    source = ImageSource(
+        box,
+        apix,
+        "raw",
+        shifts=lambda rows: rows[["shift_x", "shift_y"]].to_numpy(np.float64),
+        read=lambda rows: stack.read(rows["stack_index"].to_numpy()),
+    )
     canonical = _canonical_table(table)
     (result,) = reconstruct_with_halves(canonical, source, [np.arange(len(table))])
     write_map(out / "half1.mrc", result.half1, apix)

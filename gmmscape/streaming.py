@@ -62,7 +62,7 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
     missing = [c for c in TABLE_COLUMNS if c not in head]
     if missing:
         raise InputError(f"{table}: missing columns {', '.join(missing)} of the particle table")
-    frame = pd.read_csv(table, usecols=TABLE_COLUMNS)
+    frame = pd.read_csv(table, usecols=[*TABLE_COLUMNS, *(["window"] if "window" in head else [])])
     if frame.empty:
         raise InputError(f"{table}: the particle table has no rows")
     images = MrcStack(stack)

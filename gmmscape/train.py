@@ -444,10 +444,15 @@ def check_extent(what: str, box: int, apix: float, particles: ParticleSet) -> No
 
 
 def mask_inside(
-    path: str | os.PathLike, neutral: np.ndarray, particles: ParticleSet, threshold: float = 0.5
+    path: str | os.PathLike,
+    neutral: np.ndarray,
+    particles: ParticleSet,
+    threshold: float = 0.5,
+    apix: float | None = None,
 ) -> np.ndarray:
-    """(N,) bool: Gaussians whose centre voxel in the mask [z, y, x] is >= threshold."""
-    mask, apix = read_map(path)
+    """(N,) bool: Gaussians whose centre voxel in the mask [z, y, x] is >= threshold
+    (`apix`: the config's pixel size override for the mask's header)."""
+    mask, apix = read_map(path, apix)
     if len(set(mask.shape)) != 1:
         raise InputError(
             f"{path}: mask of {'x'.join(map(str, mask.shape))} voxels, expected a cube"

@@ -33,16 +33,19 @@ def fail(message):
     raise WorkflowError(message)
 
 
-def map_shape(key, path):
-    """Box (z, y, x) of an MRC file from its header, or stop naming the config key."""
+def map_header(key, path):
+    """Box (z, y, x) and voxel size of an MRC file from its header (the config's `apix`
+    overrides the latter), or stop naming the config key."""
     if not os.path.isfile(path):
         fail(f"{key}: file not found: {path}")
     try:
         with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            header = mrc.header
-            return int(header.nz), int(header.ny), int(header.nx)
+            header, voxel = mrc.header, float(mrc.voxel_size.x)
     except (OSError, ValueError) as err:
         fail(f"{key}: not a readable MRC file: {path} ({err})")
+    if config["apix"] is None and not voxel > 0:
+        fail(f"{key}: the header of {path} gives voxel size {voxel:g} A (not set); set apix")
+    return (int(header.nz), int(header.ny), int(header.nx)), config["apix"] or voxel
 
 
 def check_inputs():
@@ -59,15 +62,20 @@ def check_inputs():
         fail(f"particles: file not found: {particles}")
     if config["map"] is None:
         fail("map: the consensus map (.mrc) is required when particles is a file")
-    box = map_shape("map", config["map"])
+    box, apix = map_header("map", config["map"])
     others = {"mask": config["mask"]}
     others.update(zip(("half_maps[0]", "half_maps[1]"), config["half_maps"] or ()))
     for key, path in others.items():
-        shape = map_shape(key, path) if path is not None else box
+        shape, voxel = map_header(key, path) if path is not None else (box, apix)
         if shape != box:
             fail(
                 f"{key}: box {'x'.join(map(str, shape))} of {path} differs "
                 f"from the map's box {'x'.join(map(str, box))} ({config['map']})"
+            )
+        if abs(voxel - apix) > 1e-3 * apix:
+            fail(
+                f"{key}: voxel size {voxel:.4g} A of {path} differs from the map's "
+                f"{apix:.4g} A ({config['map']}); set apix if a header is wrong"
             )
     if config["box"] is not None and config["box"] > box[-1]:
         fail(f"box: training box {config['box']} is larger than the map's box {box[-1]}")

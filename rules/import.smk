@@ -13,6 +13,7 @@ rule choose_settings:
         settings={key: config_value(key) for key in CHOICE_KEYS},
         apix=config["apix"],
         seed=config["seed"],
+        phase_flipped=config["phase_flipped"],
     log:
         out("logs/choose_settings.log"),
     benchmark:
@@ -36,9 +37,12 @@ rule import_particles:
         table=out("import/particles.csv"),
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
+        junk=out("import/junk.csv"),
     params:
         apix=config["apix"],
         seed=config["seed"],
+        phase_flipped=config["phase_flipped"],
+        split=config["split"],
     log:
         out("logs/import_particles.log"),
     benchmark:

@@ -37,6 +37,7 @@ rule landscape_embed:
     input:
         latent=out("train/{run}/latent.csv"),
         junk=out("train/{run}/junk.csv"),
+        import_junk=out("import/junk.csv"),
         table=out("import/particles.csv"),
     output:
         latent=out("landscape/{run}/latent.csv"),
@@ -160,6 +161,7 @@ rule landscape_trajectories:
         trajectory=LANDSCAPE["trajectory"],
         reconstruct=LANDSCAPE["reconstruct"],
         regions=list(REGIONS),
+        apix=config["apix"],
     log:
         out("logs/landscape_trajectories/{run}.log"),
     benchmark:

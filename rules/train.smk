@@ -61,6 +61,7 @@ rule train:
     params:
         train=TRAIN,
         seed=config["seed"],
+        apix=config["apix"],
     log:
         out("logs/train/{mode}_{half}.log"),
     benchmark:

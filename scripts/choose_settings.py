@@ -18,6 +18,7 @@ def main(smk: Any, progress: Progress) -> None:
         mask_path=smk.input.mask or None,
         apix=p.apix,
         seed=p.seed,
+        phase_flipped=p.phase_flipped,
     )
     progress(f"settings (written to {smk.output[0]}):\n{summary(chosen)}")
 

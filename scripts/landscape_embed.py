@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rulekit import Progress, run
 
@@ -10,14 +11,18 @@ from rulekit import Progress, run
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.clustering import LatentClusters, cluster_counts
     from gmmscape.embedding import LatentEmbedding, make_landscape, with_junk
-    from gmmscape.importer import load_table
+    from gmmscape.importer import junk_of_half, load_table
     from gmmscape.plots import landscape_figures
 
     settings = smk.params.landscape
     cluster = dict(settings["cluster"])
     space = cluster.pop("space")
     latent = pd.read_csv(smk.input.latent)
-    junk = pd.read_csv(smk.input.junk)["index"].to_numpy()
+    half = smk.wildcards.run.rsplit("_", 1)[1]  # runs are {mode}_{half}
+    # junk of training (train/{run}/junk.csv) and of the import (import/junk.csv)
+    junk = np.union1d(
+        pd.read_csv(smk.input.junk)["index"], junk_of_half(smk.input.import_junk, half)
+    )
     embedding = LatentEmbedding(
         umap=settings["umap"],
         n_neighbors=settings["n_neighbors"],

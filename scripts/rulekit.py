@@ -56,8 +56,7 @@ def run(main: Callable[[Any, Progress], None]) -> None:
 
 def load_map(path: str, apix: float | None) -> tuple[np.ndarray, float]:
     """A map and its pixel size: the config's `apix` override when set, else the header's."""
-    data, header_apix = read_map(path)
-    return data, apix or header_apix
+    return read_map(path, apix)
 
 
 def gmm_schedule(gmm: dict) -> list[tuple[int, float]]:

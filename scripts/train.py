@@ -19,7 +19,8 @@ def main(smk: Any, progress: Progress) -> None:
     particles = load_particles(smk.input.table, smk.input.stack)
     neutral, box, apix = read_text(smk.input.gmm)
     check_extent(f"GMM {smk.input.gmm}", box, apix, particles)
-    inside = mask_inside(smk.input.mask, neutral, particles) if smk.input.mask else None
+    mask, apix_override = smk.input.mask, smk.params.apix
+    inside = mask_inside(mask, neutral, particles, apix=apix_override) if mask else None
     run_name = f"{smk.wildcards.mode}_{smk.wildcards.half}"
     free = "all" if inside is None else f"{int(inside.sum())} inside the mask"
     progress(f"train {run_name}: {particles.n} particles, {len(neutral)} Gaussians ({free} free)")

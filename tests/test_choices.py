@@ -96,5 +96,5 @@ def test_every_override_is_respected(samplings, tmp_path):
     chosen = choices.choose(folder / "particles.star", folder / "consensus.mrc", path, partial)
     assert chosen["train.epochs"].value == 7 and chosen["box"].value == 30
     assert chosen["gmm.target_n"].reason != "set in the config"
-    table = read_table(folder / "particles.star")
+    table, _ = read_table(folder / "particles.star")
     assert chosen["train.epochs"].value != choices.epochs_for(len(table))

@@ -187,3 +187,33 @@ def test_non_rotation_matrix_is_refused(tmp_path, particles):
 
     with pytest.raises(InputError, match=r"a\.lst record 0 \(line 4\).*not a rotation"):
         read_lst(write_list(particles, tmp_path / "a.lst", mirrored))
+
+
+def one_stack(tmp_path, n=2, name="ptcls.hdf", header=None):
+    """n particles in one .hdf stack, every image with the same extra header."""
+    p = make_particles(n=n, apix=APIX)
+    write_hdf_stack(tmp_path / name, np.stack(p.images), APIX, [header or {}] * n)
+    p.stacks, p.stack_index = [tmp_path / name] * n, np.arange(n)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "state"),
+    [
+        ("ptcls.hdf", {}, "raw"),
+        ("ptcls.hdf", {"ctf_phase_flipped": 1}, "flipped"),
+        ("mic__ctf_flip.hdf", {}, "flipped"),
+        ("mic__ctf_flip.hdf", {"ctf_phase_flipped": 0}, "raw"),
+    ],
+)
+def test_flip_markers_header_flag_or_ctf_flip_stack_name(tmp_path, name, header, state):
+    """EMAN2 marks phase-flipped images with the header flag ctf_phase_flipped, or (without
+    the flag) by the stack name '__ctf_flip'; the flag wins over the name."""
+    p = one_stack(tmp_path, name=name, header=header)
+    assert list(read_lst(write_list(p, tmp_path / "a.lst", matrix_form)).ctf_state) == [state] * 2
+
+
+def test_apix_override_is_noted(tmp_path):
+    records = read_lst(write_list(one_stack(tmp_path), tmp_path / "a.lst", matrix_form), apix=1.25)
+    np.testing.assert_array_equal(records.apix, 1.25)
+    assert records.notes == [f"apix 1.25 A replaces the pixel size the input states ({APIX:g} A)"]

@@ -149,3 +149,43 @@ def test_write_star_is_a_relion31_file(tmp_path):
     back = starfile.read(path)
     pd.testing.assert_frame_equal(back["particles"], rows, check_dtype=False)
     assert [f.name for f in path.parent.iterdir()] == ["subset.star"]  # no temporary left
+
+
+def test_optional_ctf_columns_take_relion_defaults_noted_once(tmp_path, particles):
+    """A RELION 3.0 file without _rlnAmplitudeContrast (RELION assumes 0.1), phase shift
+    or B-factor imports with those defaults, each noted once."""
+    path = write_star30(particles, tmp_path / "p30.star")
+    data = starfile.read(path).drop(columns="rlnAmplitudeContrast")
+    starfile.write(data, path)
+    records = read_star(path)
+    np.testing.assert_array_equal(records.ctf["amp_contrast"], 0.1)
+    np.testing.assert_array_equal(records.ctf["phase_shift"], 0.0)
+    np.testing.assert_array_equal(records.ctf["bfactor"], 0.0)
+    assert records.notes == [
+        "no _rlnAmplitudeContrast: 0.1 for every particle (RELION's default)",
+        "no _rlnPhaseShift: 0 for every particle (RELION's default)",
+        "no _rlnCtfBfactor: 0 for every particle (RELION's default)",
+    ]
+    with_all = read_star(write_star31(particles, tmp_path / "p31.star", rlnPhaseShift=5.0,
+                                      rlnCtfBfactor=20.0))  # fmt: skip
+    assert with_all.notes == []
+    np.testing.assert_array_equal(with_all.ctf["phase_shift"], 5.0)
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.1"])
+def test_flip_flags_in_the_optics_or_the_particle_table(tmp_path, particles, version):
+    """_rlnCtfDataArePhaseFlipped / _rlnCtfDataAreCtfPremultiplied, per particle (3.0) or
+    per optics group (3.1); premultiplied wins when both are set."""
+    flags = {"rlnCtfDataArePhaseFlipped": np.arange(12) % 3 == 1}
+    flags["rlnCtfDataAreCtfPremultiplied"] = np.arange(12) % 3 == 2
+    flags = {k: v.astype(int) for k, v in flags.items()}
+    if version == "3.0":
+        path = write_star30(particles, tmp_path / "p.star", **flags)
+    else:  # three optics groups, the flags in data_optics
+        path = write_star31(particles, tmp_path / "p.star", groups=np.arange(12) % 3 + 1)
+        data = starfile.read(path)
+        data["optics"]["rlnCtfDataArePhaseFlipped"] = [0, 1, 1]
+        data["optics"]["rlnCtfDataAreCtfPremultiplied"] = [0, 0, 1]
+        starfile.write(data, path)
+    states = read_star(path).ctf_state
+    assert list(states) == ["raw", "flipped", "premultiplied"] * 4

@@ -59,11 +59,11 @@ def write_config(workdir: Path, config: dict) -> str:
     return str(path)
 
 
-def write_mrc(path: Path, box: int) -> str:
+def write_mrc(path: Path, box: int, apix: float = 2.0) -> str:
     """An empty cubic map; the workflow's checks read only its header."""
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(np.zeros((box, box, box), dtype=np.float32))
-        mrc.voxel_size = 2.0
+        mrc.voxel_size = apix
     return str(path)
 
 
@@ -172,6 +172,14 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         ({"particles": "missing.star"}, "particles: file not found: missing.star"),
         ({**USER_DATA, "mask": "small.mrc"}, "mask: box 20x20x20 of small.mrc differs"),
         ({**USER_DATA, "map": "nomap.mrc"}, "map: file not found: nomap.mrc"),
+        (
+            {**USER_DATA, "map": "zero.mrc"},
+            "map: the header of zero.mrc gives voxel size 0 A (not set); set apix",
+        ),
+        (
+            {**USER_DATA, "half_maps": ["m.mrc", "other.mrc"]},
+            "half_maps[1]: voxel size 1 A of other.mrc differs from the map's 2 A (m.mrc)",
+        ),
     ],
     ids=[
         "type",
@@ -182,12 +190,16 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         "particles",
         "mask-box",
         "map",
+        "map-voxel-0",
+        "half-map-voxel",
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, config, message):
     (tmp_path / "p.star").write_text("data_particles\n")
     write_mrc(tmp_path / "m.mrc", 16)
     write_mrc(tmp_path / "small.mrc", 20)
+    write_mrc(tmp_path / "zero.mrc", 16, apix=0.0)
+    write_mrc(tmp_path / "other.mrc", 16, apix=1.0)
     result = snakemake(tmp_path, "--cores", "1", "--configfile", write_config(tmp_path, config))
     assert result.returncode != 0
     assert message in result.stderr, result.stderr

@@ -46,9 +46,13 @@ def asymmetric_gmm(rng: np.random.Generator, n: int = 30) -> np.ndarray:
     ).astype(np.float32)
 
 
-def memory_source(images: np.ndarray, apix: float, flipped: bool) -> ImageSource:
+def memory_source(images: np.ndarray, apix: float, images_ctf: str) -> ImageSource:
     return ImageSource(
-        images.shape[-1], apix, flipped, 1.0, lambda rows: images[rows["stack_index"].to_numpy()]
+        images.shape[-1],
+        apix,
+        images_ctf,
+        lambda rows: rows[["shift_x", "shift_y"]].to_numpy(np.float64),
+        lambda rows: images[rows["stack_index"].to_numpy()],
     )
 
 
@@ -76,19 +80,20 @@ def projections():
     re, im = project_ft(gmm, R.astype(np.float32), shifts.astype(np.float32), FourierGrid(box))
     c = ctf_2d(ctf, box, apix)
     ft = (re.numpy() + 1j * im.numpy()) * c
-    raw, flipped = to_real(ft, box), to_real(ft * np.sign(c), box)
+    raw, flipped, premultiplied = (to_real(ft * f, box) for f in (1, np.sign(c), c))
     return dict(
-        gmm=gmm, box=box, apix=apix, table=pose_table(R, shifts, ctf), raw=raw, flip=flipped
-    )
+        gmm=gmm, box=box, apix=apix, table=pose_table(R, shifts, ctf), raw=raw, flipped=flipped,
+        premultiplied=premultiplied, no_ctf=to_real(re.numpy() + 1j * im.numpy(), box),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("interpolation", ["trilinear", "nearest"])
-@pytest.mark.parametrize("kind", ["flip", "raw"])
+@pytest.mark.parametrize("kind", ["flipped", "raw", "premultiplied"])
 def test_reconstruction_matches_the_projected_gmm(projections, interpolation, kind):
     """Pose, shift and CTF conventions agree with the projector: the reconstruction of the
     projections is the GMM's density, and not its mirror image."""
     p = projections
-    source = memory_source(p[kind], p["apix"], flipped=kind == "flip")
+    source = memory_source(p[kind], p["apix"], kind)
     (volume,) = reconstruct_sets(
         p["table"], source, [np.arange(len(p["table"]))], chunk=64, interpolation=interpolation
     )
@@ -98,9 +103,18 @@ def test_reconstruction_matches_the_projected_gmm(projections, interpolation, ki
     assert rec.sum() == pytest.approx(true.sum(), rel=0.2)  # the projections' scale, not b x
 
 
+def test_particles_without_ctf_are_taken_as_they_are(projections):
+    """An EMAN2 list without CTF (phase_flipped: true): CTF NaN in the table, weight 1."""
+    p = projections
+    table = p["table"].assign(**{f: np.nan for f in CTFParams.__dataclass_fields__})
+    source = memory_source(p["no_ctf"], p["apix"], "flipped")
+    (volume,) = reconstruct_sets(table, source, [np.arange(len(table))], chunk=100)
+    assert min_fsc_to(volume.volume(), density(p["gmm"], p["box"]), p["apix"]) >= 0.95
+
+
 def test_half_sums_add_up_to_the_full_reconstruction(projections):
     p = projections
-    source = memory_source(p["flip"], p["apix"], True)
+    source = memory_source(p["flipped"], p["apix"], "flipped")
     rows = np.arange(len(p["table"]))
     full, first, second = reconstruct_sets(
         p["table"], source, [rows, rows[rows % 2 == 0], rows[rows % 2 == 1]], chunk=50

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,11 @@ def resolve_path(name: str, base_dir: Path, what: str) -> Path:
     raise InputError(f"{what}: image file '{name}' not found (looked for {tried})")
 
 
+# What a particle image holds: the recorded image X = CTF * P + noise ("raw"),
+# sign(CTF) * X ("flipped") or CTF * X ("premultiplied", RELION's CtfPremultiplied).
+CTF_STATES = ("raw", "flipped", "premultiplied")
+
+
 @dataclass
 class ParticleRecords:
     """Per-particle metadata as parsed from a STAR or .lst file, before the canonical table.
@@ -67,3 +72,22 @@ class ParticleRecords:
     apix: np.ndarray  # (n,) Angstrom per pixel
     box: np.ndarray  # (n,) pixels
     subset: np.ndarray  # (n,) 1, 2 or 0 (unknown)
+    ctf_state: np.ndarray | None = None  # (n,) CTF_STATES as the file says; None: raw
+    notes: list[str] = field(default_factory=list)  # defaults taken, once per kind
+
+    def states(self) -> np.ndarray:
+        """ctf_state, or every particle raw when the file says nothing."""
+        if self.ctf_state is None:
+            return np.full(len(self.source), CTF_STATES[0], dtype=object)
+        return np.asarray(self.ctf_state, dtype=object)
+
+
+def override_notes(apix: float | None, stated: np.ndarray) -> list[str]:
+    """The note that an `apix` override replaces other pixel sizes stated by the input."""
+    stated = np.asarray(stated, dtype=np.float64)
+    stated = np.unique(stated[np.isfinite(stated)].round(4))
+    differ = stated[np.abs(stated - (apix or 0.0)) > 1e-4 * (apix or 0.0)]
+    if apix is None or differ.size == 0:
+        return []
+    values = ", ".join(f"{a:.4g}" for a in differ)
+    return [f"apix {apix:g} A replaces the pixel size the input states ({values} A)"]

@@ -22,6 +22,8 @@ the image header attribute 'EMAN.ctf'. U = defocus + dfdiff/2 lies along dfang (
 major axis), V = defocus - dfdiff/2; EMAN2's fitted B-factor (an envelope) is not carried
 over. Without a CTF the CTF columns are NaN. The pixel size comes from 'EMAN.apix_x', else
 the CTF's apix. Even/odd: the record key "class" (0 or 1 on every record) when present.
+Phase-flipped images are marked by the header attribute 'EMAN.ctf_phase_flipped' (1), or,
+without that attribute, by EMAN2's stack name "..__ctf_flip..." (e.g. ptcls__ctf_flip.hdf).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..geometry import eman_to_matrix, relion_to_matrix
-from .common import ParticleRecords, atomic_output, resolve_path
+from .common import CTF_STATES, ParticleRecords, atomic_output, override_notes, resolve_path
 from .hdf import HdfStack
 from .stacks import ImageStack, open_sources
 
@@ -194,6 +196,13 @@ def _headers(stacks: dict[str, ImageStack], particles: list[_Particle]) -> list[
     return out
 
 
+def _flipped(source: str, header: dict) -> bool:
+    """EMAN2's phase-flip markers: the header flag, else the '__ctf_flip' stack name."""
+    if "ctf_phase_flipped" in header:
+        return bool(int(header["ctf_phase_flipped"]))
+    return "__ctf_flip" in Path(source).name
+
+
 def read_lst(path: str | os.PathLike, *, apix: float | None = None) -> ParticleRecords:
     """Particles of an EMAN2 .lst file with poses, CTF (when known) and image locations."""
     path = Path(path).resolve()
@@ -201,8 +210,11 @@ def read_lst(path: str | os.PathLike, *, apix: float | None = None) -> ParticleR
     sources = [p.source for p in particles]
     indices = np.array([p.index for p in particles])
     stacks = open_sources(sources, indices, path, index_base=0)
-    ctfs, pixel = [], np.empty(len(particles))
+    ctfs, pixel, stated = [], np.empty(len(particles)), np.empty(len(particles))
+    state = np.full(len(particles), CTF_STATES[0], dtype=object)
     for i, (p, header) in enumerate(zip(particles, _headers(stacks, particles), strict=True)):
+        if _flipped(p.source, header):
+            state[i] = CTF_STATES[1]
         ctf = p.ctf
         if ctf is None and "ctf" in header:
             try:
@@ -210,12 +222,13 @@ def read_lst(path: str | os.PathLike, *, apix: float | None = None) -> ParticleR
             except _RecordError as err:
                 raise InputError(f"{p.source} image {p.index}: {err}") from err
         ctfs.append(ctf or dict.fromkeys(_CTF_FIELDS, np.nan))
-        candidates = (apix, header.get("apix_x"), (ctf or {}).get("apix"), stacks[p.source].apix)
-        pixel[i] = next((float(a) for a in candidates if a is not None and float(a) > 0), np.nan)
+        candidates = (header.get("apix_x"), (ctf or {}).get("apix"), stacks[p.source].apix)
+        stated[i] = next((float(a) for a in candidates if a is not None and float(a) > 0), np.nan)
+        pixel[i] = stated[i] if apix is None else apix
         if np.isnan(pixel[i]):
             raise InputError(
                 f"{path} record {i}: no pixel size for {p.source} image {p.index} "
-                "(no EMAN.apix_x, no CTF apix); pass apix explicitly"
+                "(no EMAN.apix_x, no CTF apix); set apix"
             )
     eo = [p.eo_class for p in particles]
     subset = np.array(eo) + 1 if all(c in (0, 1) for c in eo) else np.zeros(len(eo), int)
@@ -233,6 +246,8 @@ def read_lst(path: str | os.PathLike, *, apix: float | None = None) -> ParticleR
         apix=pixel,
         box=np.array([stacks[s].box for s in sources]),
         subset=subset.astype(int),
+        ctf_state=state,
+        notes=override_notes(apix, stated),
     )
 
 

@@ -7,6 +7,7 @@ large stack would grow the process's memory to the size of the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterable
@@ -18,12 +19,23 @@ import numpy as np
 from ..errors import InputError
 from .common import atomic_output
 
+log = logging.getLogger(__name__)
 
-def _voxel_size(mrc, path: Path) -> float:
-    apix = float(mrc.voxel_size.x)
-    if not apix > 0:
-        raise InputError(f"{path}: voxel size is not set in the MRC header (expected > 0 Angstrom)")
-    return apix
+
+def _voxel_size(mrc, path: Path, apix: float | None) -> float:
+    """The map's pixel size: the `apix` override when given (a differing header is logged),
+    else the header's, which must then be set."""
+    header = float(mrc.voxel_size.x)
+    if apix is not None:
+        if header > 0 and abs(header - apix) > 1e-4 * apix:
+            log.info("%s: header voxel size %.4g A replaced by apix %.4g A", path, header, apix)
+        return float(apix)
+    if not header > 0:
+        raise InputError(
+            f"{path}: the MRC header gives voxel size {header:g} A (not set); "
+            "set apix to the map's pixel size"
+        )
+    return header
 
 
 def _open(path: Path, mode: str = "r", header_only: bool = False):
@@ -40,21 +52,28 @@ def _open(path: Path, mode: str = "r", header_only: bool = False):
             raise InputError(f"{path}: not a readable MRC file ({err})") from err
 
 
-def map_info(path: str | os.PathLike) -> tuple[tuple[int, int, int], float]:
-    """Shape [z, y, x] and voxel size (Angstrom) of a map, reading the header only."""
+def map_info(
+    path: str | os.PathLike, apix: float | None = None
+) -> tuple[tuple[int, int, int], float]:
+    """Shape [z, y, x] and voxel size (Angstrom; `apix` overrides) of a map, from its header."""
     path = Path(path)
     with _open(path, header_only=True) as mrc:
         h = mrc.header
-        return (int(h.nz), int(h.ny), int(h.nx)), _voxel_size(mrc, path)
+        return (int(h.nz), int(h.ny), int(h.nx)), _voxel_size(mrc, path, apix)
 
 
-def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """A map as float32 [z, y, x] and its voxel size in Angstrom."""
+def read_volume(path: str | os.PathLike) -> np.ndarray:
+    """A map's voxels as float32 [z, y, x], whatever its header says of the voxel size."""
     path = Path(path)
     with _open(path) as mrc:
         if mrc.data is None or mrc.data.ndim != 3:
             raise InputError(f"{path}: expected a 3D map")
-        return np.array(mrc.data, dtype=np.float32), _voxel_size(mrc, path)
+        return np.array(mrc.data, dtype=np.float32)
+
+
+def read_map(path: str | os.PathLike, apix: float | None = None) -> tuple[np.ndarray, float]:
+    """A map as float32 [z, y, x] and its voxel size in Angstrom (`apix` overrides)."""
+    return read_volume(path), map_info(path, apix)[1]
 
 
 def write_map(path: str | os.PathLike, data: np.ndarray, apix: float) -> None:

@@ -2,7 +2,10 @@
 (data_optics + data_particles, origins in Angstrom), write 3.1 files.
 
 Every column is looked up first in the particle table, then in the particle's optics
-group, so one code path serves both versions and per-particle overrides.
+group, so one code path serves both versions and per-particle overrides. Optional CTF
+columns take RELION's own defaults (amplitude contrast 0.1, phase shift 0, B-factor 0),
+each default noted once in the records. _rlnCtfDataArePhaseFlipped and
+_rlnCtfDataAreCtfPremultiplied (optics or particle table) give what the images hold.
 """
 
 from __future__ import annotations
@@ -16,22 +19,24 @@ import starfile
 
 from ..errors import InputError
 from ..geometry import relion_origin_to_shift, relion_to_matrix
-from .common import ParticleRecords, atomic_output, resolve_path
+from .common import CTF_STATES, ParticleRecords, atomic_output, override_notes, resolve_path
 from .stacks import open_sources
 
 _REQUIRED = object()
 
-# CTFParams field -> (STAR column, default when absent)
+# CTFParams field -> (STAR column, default when absent: RELION's own)
 _CTF_COLUMNS = {
     "defocus_u": ("rlnDefocusU", _REQUIRED),
     "defocus_v": ("rlnDefocusV", _REQUIRED),
     "defocus_angle": ("rlnDefocusAngle", _REQUIRED),
     "voltage": ("rlnVoltage", _REQUIRED),
     "cs": ("rlnSphericalAberration", _REQUIRED),
-    "amp_contrast": ("rlnAmplitudeContrast", _REQUIRED),
+    "amp_contrast": ("rlnAmplitudeContrast", 0.1),
     "phase_shift": ("rlnPhaseShift", 0.0),
     "bfactor": ("rlnCtfBfactor", 0.0),
 }
+# CTF_STATES index -> the flag column saying the images are in that state
+_STATE_FLAGS = {1: "rlnCtfDataArePhaseFlipped", 2: "rlnCtfDataAreCtfPremultiplied"}
 
 
 class _Table:
@@ -104,19 +109,23 @@ def _read_tables(path: Path) -> _Table:
     return _Table(path, particles, optics)
 
 
-def _pixel_size(table: _Table, apix: float | None) -> np.ndarray:
+def _pixel_size(table: _Table, apix: float | None, notes: list[str]) -> np.ndarray:
     """Pixel size per particle: explicit override, rlnImagePixelSize, or detector / mag (3.0)."""
-    n = len(table.particles)
-    if apix is not None:
-        return np.full(n, float(apix))
     if table.has("rlnImagePixelSize"):
-        return table.numbers("rlnImagePixelSize")
-    if table.has("rlnDetectorPixelSize") and table.has("rlnMagnification"):
-        return table.numbers("rlnDetectorPixelSize") * 1e4 / table.numbers("rlnMagnification")
-    raise InputError(
-        f"{table.path}: cannot determine the pixel size (no _rlnImagePixelSize, nor "
-        "_rlnDetectorPixelSize with _rlnMagnification); pass apix explicitly"
-    )
+        stated = table.numbers("rlnImagePixelSize")
+    elif table.has("rlnDetectorPixelSize") and table.has("rlnMagnification"):
+        stated = table.numbers("rlnDetectorPixelSize") * 1e4 / table.numbers("rlnMagnification")
+    elif apix is None:
+        raise InputError(
+            f"{table.path}: cannot determine the pixel size (no _rlnImagePixelSize, nor "
+            "_rlnDetectorPixelSize with _rlnMagnification); set apix"
+        )
+    else:
+        stated = None
+    if apix is None:
+        return stated
+    notes += override_notes(apix, [] if stated is None else stated)
+    return np.full(len(table.particles), float(apix))
 
 
 def _origins_px(table: _Table, apix: np.ndarray) -> np.ndarray:
@@ -161,6 +170,24 @@ def _subsets(table: _Table) -> np.ndarray:
     return subset
 
 
+def _ctf(table: _Table, notes: list[str]) -> dict[str, np.ndarray]:
+    """CTFParams fields per particle; a column absent from the file takes RELION's default."""
+    ctf = {}
+    for field, (column, default) in _CTF_COLUMNS.items():
+        if default is not _REQUIRED and not table.has(column):
+            notes.append(f"no _{column}: {default:g} for every particle (RELION's default)")
+        ctf[field] = table.numbers(column, default)
+    return ctf
+
+
+def _ctf_states(table: _Table) -> np.ndarray:
+    """What each image holds (CTF_STATES) from RELION's flags; premultiplied wins."""
+    state = np.full(len(table.particles), CTF_STATES[0], dtype=object)
+    for index, column in _STATE_FLAGS.items():
+        state[table.numbers(column, 0.0) != 0] = CTF_STATES[index]
+    return state
+
+
 def _boxes(table: _Table, sources: list[str], indices: np.ndarray) -> np.ndarray:
     """Box per particle from its stack's header, checked against rlnImageSize when given."""
     stacks = open_sources(sources, indices, table.path, index_base=1)
@@ -184,7 +211,8 @@ def read_star(path: str | os.PathLike, *, apix: float | None = None) -> Particle
     """
     path = Path(path).resolve()
     table = _read_tables(path)
-    pixel = _pixel_size(table, apix)
+    notes: list[str] = []
+    pixel = _pixel_size(table, apix, notes)
     sources, indices = _image_names(table)
     return ParticleRecords(
         format="relion30" if table.optics is None else "relion31",
@@ -193,13 +221,15 @@ def read_star(path: str | os.PathLike, *, apix: float | None = None) -> Particle
             *(table.numbers(f"rlnAngle{a}") for a in ("Rot", "Tilt", "Psi"))
         ),
         shifts=relion_origin_to_shift(*_origins_px(table, pixel).T),
-        ctf={f: table.numbers(col, default) for f, (col, default) in _CTF_COLUMNS.items()},
+        ctf=_ctf(table, notes),
         source=sources,
         source_index=indices,
         optics_group=table.numbers("rlnOpticsGroup", 1).astype(int),
         apix=pixel,
         box=_boxes(table, sources, indices),
         subset=_subsets(table),
+        ctf_state=_ctf_states(table),
+        notes=notes,
     )
 
 
