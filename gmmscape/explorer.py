@@ -87,7 +87,7 @@ def decoder_layers(model, keep: np.ndarray) -> list[dict]:
             "inputs": int(d["kernel"].shape[0]),
             "outputs": int(d["kernel"].shape[1]),
             "activation": d["activation"],
-            "kernel": _b64(d["kernel"]),  # (inputs, outputs) row-major
+            "kernel": _b64(d["kernel"].T),  # (outputs, inputs) row-major: dot products
             "bias": _b64(d["bias"]),
         }
         for d in layers

@@ -28,16 +28,12 @@
     function forward(z) {
       let x = Float64Array.from(z);
       for (const l of layers) {
-        const y = l.y, W = l.W, nOut = l.nOut;
-        for (let j = 0; j < nOut; j++) y[j] = l.b[j];
-        for (let i = 0; i < l.nIn; i++) {
-          const xi = x[i];
-          if (xi === 0) continue;
-          const off = i * nOut;
-          for (let j = 0; j < nOut; j++) y[j] += xi * W[off + j];
+        const y = l.y, W = l.W, nIn = l.nIn;
+        for (let j = 0, off = 0; j < l.nOut; j++, off += nIn) {
+          let sum = l.b[j];
+          for (let i = 0; i < nIn; i++) sum += x[i] * W[off + i];
+          y[j] = l.act === "relu" ? (sum > 0 ? sum : 0) : l.act === "sigmoid" ? 1 / (1 + Math.exp(-sum)) : sum;
         }
-        if (l.act === "relu") for (let j = 0; j < nOut; j++) y[j] = y[j] > 0 ? y[j] : 0;
-        else if (l.act === "sigmoid") for (let j = 0; j < nOut; j++) y[j] = 1 / (1 + Math.exp(-y[j]));
         x = y;
       }
       return x;
@@ -352,6 +348,37 @@
   }
   for (let l = 0; l < LEVELS; l++) SPRITES.push(sprite(lut(l / (LEVELS - 1))));
   const GREY = sprite([150, 150, 150]);
+  const SCALED = new Map(); // sprites pre-scaled to whole-pixel radii: blits, not resampling
+  function scaled(base, key, r) {
+    const q = Math.max(1, Math.round(r)), id = key * 4096 + Math.min(q, 4095);
+    let cv = SCALED.get(id);
+    if (!cv) {
+      if (SCALED.size > 6000) SCALED.clear();
+      cv = document.createElement("canvas");
+      cv.width = cv.height = 2 * q;
+      cv.getContext("2d").drawImage(base, 0, 0, 2 * q, 2 * q);
+      SCALED.set(id, cv);
+    }
+    return cv;
+  }
+  function ball(ctx, level, x, y, r) { // level -1: the grey reference
+    const cv = level < 0 ? scaled(GREY, LEVELS, r) : scaled(SPRITES[level], level, r);
+    ctx.drawImage(cv, Math.round(x - cv.width / 2), Math.round(y - cv.width / 2));
+  }
+  let neutralLayer = null; // the faint neutral model, redrawn only when the view changes
+  function neutralImage(R, W, H) {
+    const key = [S.rot.yaw, S.rot.pitch, S.zoom, W, H, dpr()].join();
+    if (neutralLayer && neutralLayer.key === key) return neutralLayer.canvas;
+    const cv = document.createElement("canvas"), k = dpr();
+    cv.width = Math.round(W * k); cv.height = Math.round(H * k);
+    const ctx = cv.getContext("2d");
+    ctx.setTransform(k, 0, 0, k, 0, 0);
+    const p = project(DEC.neutral, R, W, H);
+    ctx.globalAlpha = 0.13;
+    for (const j of depthOrder(p)) ball(ctx, -1, p[4 * j], p[4 * j + 1], p[4 * j + 3]);
+    neutralLayer = { key, canvas: cv };
+    return cv;
+  }
   function rotation() {
     const cy = Math.cos(S.rot.yaw), sy = Math.sin(S.rot.yaw), cp = Math.cos(S.rot.pitch), sp = Math.sin(S.rot.pitch);
     // R = Rx(pitch) * Ry(yaw)
@@ -386,12 +413,7 @@
     ctx.setTransform(k, 0, 0, k, 0, 0);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
     const R = rotation(), n = DEC.n;
-    if (S.showNeutral) {
-      const p = project(DEC.neutral, R, W, H);
-      ctx.globalAlpha = 0.13;
-      for (const j of depthOrder(p)) ctx.drawImage(GREY, p[4 * j] - p[4 * j + 3], p[4 * j + 1] - p[4 * j + 3], 2 * p[4 * j + 3], 2 * p[4 * j + 3]);
-      ctx.globalAlpha = 1;
-    }
+    if (S.showNeutral) ctx.drawImage(neutralImage(R, W, H), 0, 0, W, H);
     let legend = "";
     if (S.quiver.length === 2 && S.modelLabel === "quiver") {
       const a = S.quiver[0].model, b = S.quiver[1].model;
@@ -426,7 +448,7 @@
       for (const j of depthOrder(p)) {
         const r = p[4 * j + 3], a = amax > 0 ? Math.max(0, g[5 * j + 3]) / amax : 0;
         ctx.globalAlpha = 0.25 + 0.75 * a;
-        ctx.drawImage(SPRITES[Math.round((LEVELS - 1) * Math.min(1, Math.max(0, level(j))))], p[4 * j] - r, p[4 * j + 1] - r, 2 * r, 2 * r);
+        ball(ctx, Math.round((LEVELS - 1) * Math.min(1, Math.max(0, level(j)))), p[4 * j], p[4 * j + 1], r);
       }
       ctx.globalAlpha = 1;
     }
