@@ -669,7 +669,12 @@
   options($("trajectory"), DATA.trajectories.map((t, i) => [String(i), t.name]));
   if (!DATA.trajectories.length) { $("trajectory").disabled = $("play").disabled = $("scrub").disabled = true; $("trajectory-info").textContent = "no trajectories in this run"; }
   $("view").addEventListener("change", (ev) => { setView(ev.target.value); });
-  $("colour").addEventListener("change", (ev) => { S.colour = ev.target.value; COLOURS = colourValues(); drawPoints(); });
+  $("colour").addEventListener("change", (ev) => { S.colour = ev.target.value; recolour(); drawPoints(); });
+  function recolour() {
+    COLOURS = colourValues();
+    const l = COLOURS.legend;
+    $("colour-legend").textContent = l ? "dark " + l[0].toPrecision(3) + " \u2192 yellow " + l[1].toPrecision(3) + " (2nd\u201398th percentile)" : "";
+  }
   document.querySelectorAll("input[name=tool]").forEach((el) => el.addEventListener("change", () => { setTool(el.value); }));
   $("reset-view").addEventListener("click", () => { fitCamera(); drawPoints(); drawOverlay(); });
   $("shade").addEventListener("change", (ev) => { S.shade = ev.target.value; drawModel(); });
@@ -719,7 +724,7 @@
     " \u00b7 latent " + D + "D \u00b7 " + DEC.n + " Gaussians \u00b7 mode " + DATA.decoder.mode +
     (N_P > DATA.draw_limit ? " \u00b7 drawing " + DATA.draw_limit + " of them" : "");
   classList();
-  COLOURS = colourValues();
+  recolour();
   fitCamera();
   drawPoints();
   drawOverlay();
