@@ -234,9 +234,9 @@ def write_explorer(path: str | os.PathLike, inputs: ExplorerInputs, decoder) -> 
 def read_trajectories(table: str | os.PathLike, folder: str | os.PathLike) -> dict[str, np.ndarray]:
     """Latent points (n, d) of every trajectory of a run (trajectories.csv and the
     trajectory.csv of each trajectory's folder)."""
-    names = pd.read_csv(table)["trajectory"].tolist() if Path(table).stat().st_size else []
+    summary = pd.read_csv(table) if Path(table).stat().st_size > 4 else pd.DataFrame()
     out = {}
-    for name in names:
+    for name in summary.get("trajectory", []):
         points = pd.read_csv(Path(folder) / name / "trajectory.csv")
         out[name] = points[latent_columns(points)].to_numpy(np.float64)
     return out

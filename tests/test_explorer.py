@@ -27,7 +27,14 @@ from scipy.spatial import cKDTree
 from gmmscape import cli, gmmio
 from gmmscape.decode import load_decoder
 from gmmscape.embedding import fit_pca
-from gmmscape.explorer import NEAREST, ExplorerInputs, read_indices, write_explorer
+from gmmscape.errors import InputError
+from gmmscape.explorer import (
+    NEAREST,
+    ExplorerInputs,
+    decoder_layers,
+    read_indices,
+    write_explorer,
+)
 from gmmscape.trajectory import pc_trajectories
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -181,14 +188,16 @@ def test_umap_view_maps_back_to_the_nearest_particles_mean(run, browser_page):
 def test_lasso_selects_the_particles_inside_and_saves_their_star(run, browser_page, tmp_path):
     page = browser_page["page"]
     page.evaluate("explorer.setView('pca'); explorer.setTool('lasso')")
-    corners = [page_point(page, x, y) for x, y in ((-0.5, -0.4), (0.45, -0.3), (-0.1, 0.5))]
+    rows = embedded_rows(run)
+    q = {k: np.percentile(rows[f"pc{k}"], [10, 20, 50, 90]) for k in (0, 1)}
+    triangle = ((q[0][0], q[1][0]), (q[0][3], q[1][1]), (q[0][2], q[1][3]))
+    corners = [page_point(page, x, y) for x, y in triangle]
     page.mouse.move(*corners[0])
     page.mouse.down()
     for corner in corners[1:]:
         page.mouse.move(*corner)
     page.mouse.up()
     polygon = Polygon([data_point(page, *c) for c in corners])
-    rows = embedded_rows(run)
     pcs = np.column_stack([rows["pc0"], rows["pc1"]]).astype(np.float32).astype(np.float64)
     expected = np.sort(rows["index"].to_numpy()[polygon.contains_points(pcs)])
     assert 20 < len(expected) < len(rows) - 20
@@ -297,3 +306,12 @@ def test_subset_command_rejects_bad_index_files(run, tmp_path, capsys):
         assert cli.main([*args, "--out", str(tmp_path / "s.star")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s.star").exists()
+
+
+def test_decoder_export_refuses_layers_the_page_cannot_evaluate():
+    import keras
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="tanh", name="odd")(inputs))
+    with pytest.raises(InputError, match="decoder layer odd"):
+        decoder_layers(model, np.ones(5, bool))
