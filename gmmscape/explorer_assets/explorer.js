@@ -348,6 +348,14 @@
   }
   for (let l = 0; l < LEVELS; l++) SPRITES.push(sprite(lut(l / (LEVELS - 1))));
   const GREY = sprite([150, 150, 150]);
+  // Amplitudes are shaded on one fixed scale (the neutral model's 98th percentile), so a
+  // Gaussian fading or growing between two places of the landscape shows as such.
+  const AMP_REF = (function () {
+    const a = [];
+    for (let j = 0; j < DEC.n; j++) a.push(DEC.neutral[5 * j + 3]);
+    a.sort((x, y) => x - y);
+    return Math.max(1e-12, a[Math.floor(0.98 * (a.length - 1))]);
+  })();
   const SCALED = new Map(); // sprites pre-scaled to whole-pixel radii: blits, not resampling
   function scaled(base, key, r) {
     const q = Math.max(1, Math.round(r)), id = key * 4096 + Math.min(q, 4095);
@@ -431,9 +439,7 @@
       }
       legend = "arrows: start to end, colour by length, max " + (max * BOX_A).toFixed(2) + " \u00c5";
     } else if (S.model) {
-      const g = S.model, p = project(g, R, W, H);
-      let amax = 0;
-      for (let j = 0; j < n; j++) amax = Math.max(amax, g[5 * j + 3]);
+      const g = S.model, p = project(g, R, W, H), amax = AMP_REF;
       let level;
       if (S.shade === "displacement") {
         const d = displacements(g);
@@ -442,12 +448,12 @@
         level = (j) => d[j] / max;
         legend = "colour: displacement from neutral, 0 to " + (max * BOX_A).toFixed(2) + " \u00c5; opacity: amplitude";
       } else {
-        level = (j) => (amax > 0 ? g[5 * j + 3] / amax : 0);
-        legend = "colour and opacity: amplitude (relative); size: width";
+        level = (j) => g[5 * j + 3] / amax;
+        legend = "colour and opacity: amplitude, 0 to the neutral model's 98th percentile; size: width";
       }
       for (const j of depthOrder(p)) {
-        const r = p[4 * j + 3], a = amax > 0 ? Math.max(0, g[5 * j + 3]) / amax : 0;
-        ctx.globalAlpha = 0.25 + 0.75 * a;
+        const r = p[4 * j + 3], a = Math.min(1, Math.max(0, g[5 * j + 3]) / amax);
+        ctx.globalAlpha = 0.3 + 0.7 * a;
         ball(ctx, Math.round((LEVELS - 1) * Math.min(1, Math.max(0, level(j)))), p[4 * j], p[4 * j + 1], r);
       }
       ctx.globalAlpha = 1;
