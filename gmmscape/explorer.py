@@ -13,7 +13,7 @@ How a 2D point becomes a latent vector:
 The decoder is evaluated as Keras does at inference: dense layers, dropout as identity,
 batch normalisation with its moving statistics (folded here into the next dense layer),
 the sigmoid output, then ``GmmSpace.to_gmm``. Only the outputs the mode frees are
-exported (the rest stay neutral), which keeps position-mode pages at 3/5 of the weights.
+exported (the rest stay neutral): a position-mode page carries 3/5 of the output layer.
 Selections leave the page as an index file; ``gmmscape subset`` (printed on the page)
 turns it into a STAR (or .lst) of the user's original rows.
 """
@@ -38,7 +38,6 @@ from .io.common import atomic_output
 
 DRAW_LIMIT = 50_000  # particles drawn per frame above this count (a fixed random subset)
 NEAREST = 8  # UMAP view: particles whose latents average to the cursor's latent
-VIEWS = ("pca", "umap")
 _ACTIVATIONS = ("relu", "sigmoid", "linear")
 
 
