@@ -571,7 +571,8 @@
     line(S.selection.label + ": " + n + " particles (" + (100 * n / N_P).toFixed(1) + " %)");
     line("model: decoded at their mean latent " + fmt(z));
     if (S.selection.cls) {
-      line("class map: " + (S.selection.cls.map || "(none: too few particles)"), true);
+      const cls = S.selection.cls;
+      line("class map: " + (cls.map || (cls.cluster < 0 ? "none (unassigned particles)" : "none (not in classes.csv)")), true);
       if (S.selection.cls.subset) line("class subset: " + S.selection.cls.subset, true);
     }
     schedule(() => show(z, "mean of " + S.selection.label));
