@@ -158,12 +158,40 @@ def run_import(args: argparse.Namespace) -> None:
     print(f"wrote {result.table}, {result.stack}, {result.junk}")
 
 
+def add_subset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--particles", required=True, help="the particle file the run imported (.star or .lst)"
+    )
+    parser.add_argument("--meta", required=True, help="the run's import/meta.json")
+    parser.add_argument(
+        "--indices", required=True, help="index file: one 0-based particle row per line"
+    )
+    parser.add_argument("--out", required=True, help="output file (.star, or .lst for EMAN2)")
+
+
+def run_subset(args: argparse.Namespace) -> None:
+    """Write the particles of an index file (saved by the explorer page) in their own format."""
+    from pathlib import Path
+
+    from .explorer import read_indices
+    from .importer import load_meta
+    from .subsets import write_subset
+
+    for flag, path in (("--particles", args.particles), ("--meta", args.meta)):
+        if not Path(path).is_file():
+            raise InputError(f"{flag}: file not found: {path}")
+    rows = read_indices(args.indices)
+    path = write_subset(args.particles, rows, args.out, load_meta(args.meta))
+    print(f"{path}: {len(rows)} particles")
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]
 COMMANDS: dict[str, Command] = {
     "simulate": (add_simulate, run_simulate),
     "where": (add_where, run_where),
     "decode": (add_decode, run_decode),
     "import": (add_import, run_import),
+    "subset": (add_subset, run_subset),
 }
 
 

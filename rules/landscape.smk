@@ -29,6 +29,7 @@ LANDSCAPE_OUTPUTS = [
     for run in LANDSCAPE_RUNS
     for name in ("latent.csv", "clusters.csv", "classes.csv", "subsets.csv", "trajectories.csv")
 ] + [out("landscape/consensus/map.mrc")]
+LANDSCAPE_OUTPUTS += [out(f"landscape/{run}/explorer.html") for run in LANDSCAPE_RUNS]
 if config["split"]:
     LANDSCAPE_OUTPUTS += [out(f"reproducibility/{m}/report.html") for m in config["train"]["modes"]]
 
@@ -174,6 +175,34 @@ rule landscape_trajectories:
         "../envs/gmmscape.yaml"
     script:
         "../scripts/landscape_trajectories.py"
+
+
+rule landscape_explorer:
+    input:
+        latent=out("landscape/{run}/latent.csv"),
+        classes=out("landscape/{run}/classes.csv"),
+        class_maps=out("landscape/{run}/classes"),
+        subsets=out("landscape/{run}/subsets.csv"),
+        trajectories=out("landscape/{run}/trajectories.csv"),
+        trajectory_dirs=out("landscape/{run}/trajectories"),
+        decoder=out("train/{run}/decoder.keras"),
+        decoder_meta=out("train/{run}/decoder.json"),
+        particles=PARTICLES,
+        meta=out("import/meta.json"),
+    output:
+        page=out("landscape/{run}/explorer.html"),
+    log:
+        out("logs/landscape_explorer/{run}.log"),
+    benchmark:
+        out("benchmarks/landscape_explorer/{run}.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=runtime(15),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_explorer.py"
 
 
 rule consensus_halves:

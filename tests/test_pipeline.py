@@ -141,6 +141,7 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         "landscape_classes": per_half,
         "landscape_subsets": per_half,
         "landscape_trajectories": per_half,
+        "landscape_explorer": per_half,
         "consensus_halves": 1,
         "reproducibility": 1,
         "all": 1,
@@ -298,6 +299,7 @@ def test_tiny_demo_writes_the_latent_contract(tiny_run):
     assert list(latent.columns) == ["index", *dims, "pc0", "pc1", "umap0", "umap1", "cluster"]
     assert len(dims) == 4
     assert latent["index"].tolist() == list(range(40))
+    assert (results / "landscape/all_all/explorer.html").stat().st_size > 0
     junk = latent["index"].isin(pd.read_csv(results / "train/all_all/junk.csv")["index"])
     assert latent.loc[~junk, dims].notna().all().all()
     assert latent.loc[junk, dims].isna().all().all() and (latent.loc[junk, "cluster"] == -1).all()
