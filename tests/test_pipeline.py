@@ -117,10 +117,10 @@ def test_conda_env_lists_the_package_dependencies():
 def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
     """A partial --configfile merges over config.yaml; the SLURM profile plans every job.
 
-    The file sets only split and gmm.target_n: start_n (64) comes from config.yaml,
-    so the build has two levels, for each of the three halves.
+    The file sets only split and gmm.start_n/target_n (start_resolution and the rest
+    are derived), so the build has two levels, for each of the three halves.
     """
-    config = write_config(tmp_path, {"split": True, "gmm": {"target_n": 128}})
+    config = write_config(tmp_path, {"split": True, "gmm": {"start_n": 64, "target_n": 128}})
     result = snakemake(
         tmp_path, "--profile", str(REPO / "profiles/slurm"), "-n", "--configfile", config
     )
@@ -130,6 +130,7 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
     per_half = 3  # all, even, odd; one training mode (config.yaml: train.modes [all])
     expected = {
         "simulate_demo": 1,
+        "choose_settings": 1,
         "import_particles": 1,
         "split_halves": 1,
         "gmm_level": 2 * per_half,
