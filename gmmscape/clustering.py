@@ -18,8 +18,9 @@ from sklearn.cluster import HDBSCAN, KMeans, SpectralClustering
 from sklearn.mixture import GaussianMixture
 
 from .errors import InputError
+from .states import find_classes
 
-METHODS = ("kmeans", "gmm", "spectral", "bic", "hdbscan")
+METHODS = ("auto", "kmeans", "gmm", "spectral", "bic", "hdbscan")
 SPACES = ("latent", "pca", "umap")
 UNASSIGNED = -1
 # hdbscan's density estimate uses each point's min_samples nearest neighbours; sklearn's
@@ -33,7 +34,10 @@ SPECTRAL_NEIGHBORS = 30
 class LatentClusters(ClusterMixin, BaseEstimator):
     """Cluster points (n, d) of the latent space or of its 2D embedding.
 
-    method: ``kmeans``, ``gmm`` (full-covariance Gaussian mixture) and ``spectral``
+    method: ``auto`` finds the distinct states (gmmscape.states: compositional groups of
+    the decoded ``amplitudes`` given to ``fit`` first, else gaps in the latent space; one
+    class for a continuum), its reason in ``reason_``;
+    ``kmeans``, ``gmm`` (full-covariance Gaussian mixture) and ``spectral``
     (normalised cut of the k-nearest-neighbour graph: follows curved, elongated clusters
     such as those of UMAP views) use ``n_clusters``; ``bic`` fits Gaussian mixtures of
     1..``max_clusters`` components and keeps the lowest BIC; ``hdbscan`` finds
@@ -44,7 +48,7 @@ class LatentClusters(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
-        method: str = "spectral",
+        method: str = "auto",
         n_clusters: int = 2,
         max_clusters: int = 8,
         min_cluster_size: int | None = None,
@@ -56,8 +60,9 @@ class LatentClusters(ClusterMixin, BaseEstimator):
         self.min_cluster_size = min_cluster_size
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y=None) -> LatentClusters:
+    def fit(self, X: np.ndarray, y=None, amplitudes: np.ndarray | None = None) -> LatentClusters:
         X = np.asarray(X, dtype=np.float64)
+        self.reason_ = f"{self.method} clustering"
         if self.method not in METHODS:
             raise InputError(
                 f"landscape.cluster.method: expected one of {METHODS}, got {self.method!r}"
@@ -68,7 +73,10 @@ class LatentClusters(ClusterMixin, BaseEstimator):
             raise InputError(
                 f"landscape.cluster: cannot make {wanted} clusters of {len(X)} particles"
             )
-        labels = getattr(self, f"_{self.method}")(X)
+        if self.method == "auto":
+            labels, self.reason_ = find_classes(X, amplitudes, self.max_clusters, self.random_state)
+        else:
+            labels = getattr(self, f"_{self.method}")(X)
         self.labels_ = _by_population(labels)
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self

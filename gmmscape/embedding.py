@@ -115,11 +115,13 @@ def make_landscape(
     embedding: LatentEmbedding,
     clusters: BaseEstimator,
     space: str = "umap",
+    amplitudes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The landscape table of the trained particles (``with_junk`` adds the junk ones for
     DESIGN.md latent.csv): the training latent table plus ``pc0, pc1[, umap0, umap1]`` and
     ``cluster``, clustered in ``space`` (``latent``: z columns, ``pca``: all PCs
-    whitened, ``umap``: the 2D UMAP view)."""
+    whitened, ``umap``: the 2D UMAP view); the ``auto`` method always takes the latent
+    vectors and the decoded ``amplitudes`` (n, N) of the same particles."""
     z = latent[latent_columns(latent)].to_numpy(np.float64)
     if space not in SPACES:
         raise InputError(f"landscape.cluster.space: expected one of {SPACES}, got {space!r}")
@@ -130,7 +132,10 @@ def make_landscape(
     table = pd.concat(
         [latent.drop(columns=["cluster", *view.columns], errors="ignore"), view], axis=1
     )
-    table["cluster"] = clusters.fit_predict(points)
+    if getattr(clusters, "method", None) == "auto":
+        table["cluster"] = clusters.fit(z, amplitudes=amplitudes).labels_
+    else:
+        table["cluster"] = clusters.fit_predict(points)
     return table
 
 

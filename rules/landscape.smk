@@ -37,6 +37,8 @@ if config["split"]:
 rule landscape_embed:
     input:
         latent=out("train/{run}/latent.csv"),
+        decoder=out("train/{run}/decoder.keras"),
+        decoder_meta=out("train/{run}/decoder.json"),
         junk=out("train/{run}/junk.csv"),
         import_junk=out("import/junk.csv"),
         table=out("import/particles.csv"),

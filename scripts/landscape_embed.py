@@ -30,9 +30,15 @@ def main(smk: Any, progress: Progress) -> None:
         random_state=smk.params.seed,
     )
     progress(f"landscape {smk.wildcards.run}: {len(latent)} particles, {len(junk)} junk")
-    table = make_landscape(
-        latent, embedding, LatentClusters(**cluster, random_state=smk.params.seed), space
-    )
+    clusters = LatentClusters(**cluster, random_state=smk.params.seed)
+    amplitudes = None
+    if cluster["method"] == "auto":
+        from gmmscape.decode import load_decoder
+
+        decoder = load_decoder(Path(smk.input.decoder).parent)
+        z = latent[[c for c in latent.columns if c.startswith("z")]].to_numpy()
+        amplitudes = decoder.decode(z)[..., 3]
+    table = make_landscape(latent, embedding, clusters, space, amplitudes)
     full = with_junk(table, junk)
     full.to_csv(smk.output.latent, index=False)
     # Populations among the trained particles (junk: train/{run}/junk.csv), so junk rates
@@ -41,10 +47,8 @@ def main(smk: Any, progress: Progress) -> None:
     counts = cluster_counts(table["cluster"].to_numpy(), subset[table["index"]].to_numpy())
     counts.to_csv(smk.output.counts, index=False)
     landscape_figures(full, Path(smk.output.latent).parent)
-    progress(
-        f"landscape {smk.wildcards.run}: {(counts['cluster'] >= 0).sum()} classes "
-        f"({cluster['method']} on {space})"
-    )
+    how = clusters.reason_ if cluster["method"] == "auto" else f"{cluster['method']} on {space}"
+    progress(f"landscape {smk.wildcards.run}: {(counts['cluster'] >= 0).sum()} classes ({how})")
 
 
 run(main)

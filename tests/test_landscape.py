@@ -10,6 +10,7 @@ import train_data
 from sklearn.metrics import adjusted_rand_score
 
 from gmmscape.clustering import LatentClusters, cluster_counts
+from gmmscape.decode import load_decoder
 from gmmscape.embedding import LatentEmbedding, fit_pca, make_landscape
 from gmmscape.errors import InputError
 from gmmscape.fsc import fsc_table, resolution_at
@@ -249,3 +250,30 @@ def test_class_maps_resolve_their_composition(composition_classes):
         assert own["fsc"][low].mean() > other["fsc"][low].mean() + 0.02
         if extra_scale == HEAVY:
             assert resolution_at(own, 0.5) < resolution_at(cons, 0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra_scale", [1.0, HEAVY], ids=["paper_blob", "heavy_blob"])
+def test_auto_classes_are_the_compositions(extra_scale):
+    """The default method finds the compositions itself (count included) in the decoded
+    amplitudes, though the motion dominates the latent space."""
+    run = landscape_data.trained_run("composition", "all", "all", 2, extra_scale)
+    root = train_data.dataset("composition", landscape_data.PER_STATE, extra_scale=extra_scale)
+    latent = pd.read_csv(run / "latent.csv")
+    z = latent[["z0", "z1"]].to_numpy()
+    model = LatentClusters(max_clusters=8).fit(z, amplitudes=load_decoder(run).decode(z)[..., 3])
+    truth = train_data.ground_truth(root, latent["index"])
+    ari = adjusted_rand_score(truth["composition"], model.labels_)
+    print(f"auto classes (blob x{extra_scale:g}): {model.n_clusters_}, ARI {ari:.3f}")
+    assert model.n_clusters_ == 2 and "compositional" in model.reason_
+    assert ari >= 0.9
+
+
+@pytest.mark.slow
+def test_auto_classes_see_one_continuous_motion():
+    """The linear system (a domain sliding through 20 states, no composition): one class."""
+    run = landscape_data.trained_run("linear", "all", "position", 1)
+    latent = pd.read_csv(run / "latent.csv")
+    z = latent[["z0"]].to_numpy()
+    model = LatentClusters().fit(z, amplitudes=load_decoder(run).decode(z)[..., 3])
+    assert model.n_clusters_ == 1, model.reason_
