@@ -38,13 +38,15 @@ from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fsc import fsc_curve
 from .importer import ROTATION_COLUMNS, load_meta, load_table
-from .io import atomic_output, read_map
+from .io import atomic_output
+from .io.mrc import read_volume
 from .reconstruct import FourierVolume, ImageSource, SliceSamples, cropped_source
 
 MARGIN = 0.1  # mean FSC by which a mistake must beat the stated conventions
 EXPECTED_FRACTION = 0.5  # of the FSC the stated half maps predict
 MIN_SIGNAL = 0.3  # predicted mean FSC below which the data say too little to judge
 N_PARTICLES = 2000
+_TOGGLED = {"flipped": "raw", "raw": "flipped"}
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,8 @@ def reconstruct_hypotheses(
         part = table.iloc[rows[start : start + chunk]]
         images = source.read(part)
         R = part[ROTATION_COLUMNS].to_numpy(np.float64).reshape(-1, 3, 3)
-        t = _shifts(source, part)
-        ctf = ctf_2d(CTFParams.from_table(part), source.box, source.apix)
+        t = source.shifts(part)
+        ctf = np.nan_to_num(ctf_2d(CTFParams.from_table(part), source.box, source.apix), nan=1.0)
         which = half[start : start + chunk]
         for h in needed:
             samples = SliceSamples.from_images(
@@ -184,21 +186,17 @@ def reconstruct_hypotheses(
                 R.transpose(0, 2, 1) if h.transpose else R,
                 -t if h.negate_shift else t,
                 ctf,
-                _images_flipped(source, h.toggle_flip),
+                _images_ctf(source, h.toggle_flip),
             )
             for k, volume in enumerate(volumes[h.name]):
                 volume.add(samples, np.flatnonzero(which == k), "trilinear")
     return volumes
 
 
-def _shifts(source: ImageSource, part: pd.DataFrame) -> np.ndarray:
-    """The rows' shifts in pixels of the source's box."""
-    return part[["shift_x", "shift_y"]].to_numpy(np.float64) * source.shift_scale
-
-
-def _images_flipped(source: ImageSource, toggle: bool) -> bool:
-    """What the source's images hold (phase-flipped or not), or the other when toggled."""
-    return source.flipped != toggle
+def _images_ctf(source: ImageSource, toggle: bool) -> str:
+    """What the source's images hold (CTF_STATES), or, toggled, flipped <-> raw (a
+    premultiplied stack has no such mistake to test)."""
+    return _TOGGLED.get(source.images_ctf, source.images_ctf) if toggle else source.images_ctf
 
 
 def _band(half_curves: list[np.ndarray], box: int) -> tuple[int, int]:
@@ -212,7 +210,7 @@ def _band(half_curves: list[np.ndarray], box: int) -> tuple[int, int]:
 def _fix_for(h: Hypothesis, meta: dict) -> str:
     if h.name != "double_flip":
         return h.fix
-    if meta.get("source_flipped", False):
+    if meta.get("source_ctf", "flipped" if meta.get("source_flipped") else "raw") != "raw":
         return "set phase_flipped: false (the images are not phase-flipped)"
     return (
         "set phase_flipped: true (the images were already phase-flipped and the import "
@@ -327,7 +325,7 @@ def check_import(
     meta = load_meta(import_dir / "meta.json")
     table = load_table(import_dir / "particles.csv")
     source = cropped_source(import_dir / "stack.mrcs", meta)
-    volume = consensus if isinstance(consensus, np.ndarray) else read_map(consensus)[0]
+    volume = consensus if isinstance(consensus, np.ndarray) else read_volume(consensus)
     reference = map_at_box(volume, source.box)
     result = check_conventions(
         table, source, reference, meta=meta, n_particles=n_particles, seed=seed, progress=progress

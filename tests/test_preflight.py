@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from particle_data import make_particles, write_stacks, write_star31
 
+from gmmscape.cli import main
 from gmmscape.errors import InputError
 from gmmscape.importer import ROTATION_COLUMNS, import_particles, load_table
 from gmmscape.io import read_map, read_star
@@ -155,3 +156,24 @@ def test_failing_check_stops_with_one_line_and_keeps_its_report(data, tmp_path):
         run_check(folder, paths["consensus"], tmp_path / "preflight.json", log=lambda _: None)
     assert "\n" not in str(err.value)
     assert json.loads((tmp_path / "preflight.json").read_text())["verdict"] == "negated_shifts"
+
+
+def test_import_command_runs_the_check(data, tmp_path, capsys):
+    paths = data[0]
+    out = tmp_path / "import"
+    code = main(
+        [
+            "import",
+            str(paths["particles"]),
+            "--out",
+            str(out),
+            "--map",
+            str(paths["consensus"]),
+            "--check",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "preflight.json").read_text())["verdict"] == "pass"
+    assert "preflight: conventions agree" in capsys.readouterr().out
+    assert main(["import", str(paths["particles"]), "--out", str(out), "--check"]) == 2
+    assert "--check: needs the consensus map (--map)" in capsys.readouterr().err
