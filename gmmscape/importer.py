@@ -123,6 +123,12 @@ def import_particles(
     notes = list(records.notes)
     table = build_table(records, seed)
     states = ctf_states(records, phase_flipped, notes)
+    if (conventions or {}).get("invert_contrast") and (states != RAW).any():
+        raise InputError(
+            f"{particles}: conventions.invert_contrast needs raw images (it inverts the "
+            "contrast through the CTF the import flips with); these are already flipped or "
+            "premultiplied"
+        )
     stack_ctf = PREMULTIPLIED if (states == PREMULTIPLIED).any() else FLIPPED
     frame = training_frame(table, box, _map_frame(map_path, apix), particles)
     table["window"] = frame.windows

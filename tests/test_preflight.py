@@ -177,3 +177,13 @@ def test_import_command_runs_the_check(data, tmp_path, capsys):
     assert "preflight: conventions agree" in capsys.readouterr().out
     assert main(["import", str(paths["particles"]), "--out", str(out), "--check"]) == 2
     assert "--check: needs the consensus map (--map)" in capsys.readouterr().err
+
+
+def test_contrast_inversion_of_flipped_images_is_refused(tmp_path):
+    p = make_particles(n=4, apix=1.5)
+    write_stacks(p, tmp_path / "Extract")
+    star = write_star31(p, tmp_path / "p.star")
+    with pytest.raises(InputError, match="invert_contrast needs raw images"):
+        import_particles(
+            star, tmp_path / "imp", phase_flipped=True, conventions={"invert_contrast": True}
+        )
