@@ -337,6 +337,8 @@ def choose(
     apix: float | None = None,
     seed: int = 0,
     phase_flipped: str | bool = "auto",
+    particles_dir: str | os.PathLike | None = None,
+    conventions: dict | None = None,
 ) -> dict[str, Choice]:
     """Measure the data set, derive every CHOICE_KEYS setting the config leaves empty
     (None in ``settings``) and write them with their reasons to ``out``."""
@@ -344,7 +346,10 @@ def choose(
         chosen = {k: Choice(settings[k], "set in the config") for k in CHOICE_KEYS}
         write_choices(out, chosen, None)
         return chosen
-    table, states = read_table(particles, apix=apix, seed=seed, phase_flipped=phase_flipped)
+    table, states = read_table(
+        particles, apix=apix, seed=seed, phase_flipped=phase_flipped,
+        particles_dir=particles_dir, conventions=conventions,
+    )  # fmt: skip
     facts = measure(table, states, map_path, mask_path=mask_path, seed=seed, apix=apix)
     chosen = derive(settings, facts)
     write_choices(out, chosen, facts)

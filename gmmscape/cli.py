@@ -124,7 +124,9 @@ def run_decode(args: argparse.Namespace) -> None:
 
 
 def add_import(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("particles", metavar="PARTICLES", help="RELION .star or EMAN2 .lst")
+    parser.add_argument(
+        "particles", metavar="PARTICLES", help="RELION .star, EMAN2 .lst or cryoSPARC .cs"
+    )
     parser.add_argument("--out", required=True, help="output directory (as {outdir}/import)")
     parser.add_argument("--map", help="consensus map (.mrc): checked against the particles' box")
     parser.add_argument("--box", type=int, help="training box (default: the particles' box)")
@@ -138,12 +140,19 @@ def add_import(parser: argparse.ArgumentParser) -> None:
         help="images already phase-flipped? auto: as the input's flags say (default)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the even/odd split")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="then the pre-flight convention check against --map (preflight.json in --out)",
+    )
 
 
 def run_import(args: argparse.Namespace) -> None:
     """Import particles alone (table, junk list, flipped and cropped stack) and summarise."""
     from .importer import import_particles, summary
 
+    if args.check and not args.map:
+        raise InputError("--check: needs the consensus map (--map)")
     flipped = {"auto": "auto", "true": True, "false": False}[args.phase_flipped]
     result = import_particles(
         args.particles,
@@ -156,6 +165,15 @@ def run_import(args: argparse.Namespace) -> None:
     )
     print(summary(result.meta))
     print(f"wrote {result.table}, {result.stack}, {result.junk}")
+    if args.check:
+        from pathlib import Path
+
+        from .io.mrc import read_volume
+        from .preflight import run_check
+
+        json_path = Path(args.out) / "preflight.json"
+        run_check(args.out, read_volume(args.map), json_path, seed=args.seed)
+        print(f"wrote {json_path}, {json_path.with_suffix('.png')}")
 
 
 def add_subset(parser: argparse.ArgumentParser) -> None:

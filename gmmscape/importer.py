@@ -43,6 +43,8 @@ from .io import (
     write_stack,
 )
 from .io.common import CTF_STATES
+from .io.conventions import correct_conventions
+from .io.cryosparc import read_cs
 from .io.stacks import ImageStack
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ CTF_COLUMNS = list(CTFParams.__dataclass_fields__)
 _POSE_COLUMNS = [*ROTATION_COLUMNS, "rot", "tilt", "psi", "shift_x", "shift_y"]
 TABLE_COLUMNS = ["index", "stack_index", "source", "source_index", *_POSE_COLUMNS, *CTF_COLUMNS]
 TABLE_COLUMNS += ["optics_group", "apix", "box", "subset", "window"]
-_READERS = {".star": read_star, ".lst": read_lst}
+_READERS = {".star": read_star, ".lst": read_lst, ".cs": read_cs}
 _EXTENT_RTOL = 5e-3  # boxes agree when their sizes in Angstrom agree to 0.5 %
 _MAX_CUT = 0.25  # a group's box may lose at most this fraction of its width to the frame
 PHASE_FLIPPED = ("auto", True, False)
@@ -101,6 +103,8 @@ def import_particles(
     apix: float | None = None,
     phase_flipped: str | bool = "auto",
     split: bool = False,
+    particles_dir: str | os.PathLike | None = None,
+    conventions: dict | None = None,
 ) -> ImportResult:
     """Import a .star or .lst into `outdir` (stack.mrcs, particles.csv, meta.json, junk.csv).
 
@@ -110,15 +114,21 @@ def import_particles(
     input's flags), True (images already phase-flipped: never flipped again, and no CTF
     needed) or False (raw images, whatever the input says). split: an empty half is an
     error (else a warning).
+    particles_dir: folder a cryoSPARC .cs's image paths are relative to (default:
+    its project folder). conventions: corrections for another program's conventions
+    (gmmscape.io.conventions.correct_conventions keywords), as the pre-flight check names.
     """
     particles, outdir = Path(particles).resolve(), Path(outdir)
-    reader = _READERS.get(particles.suffix.lower())
-    if reader is None:
-        raise InputError(f"{particles}: unsupported particle file (expected .star or .lst)")
-    records = reader(particles, apix=apix)
+    records = read_records(particles, apix, particles_dir, conventions)
     notes = list(records.notes)
     table = build_table(records, seed)
     states = ctf_states(records, phase_flipped, notes)
+    if (conventions or {}).get("invert_contrast") and (states != RAW).any():
+        raise InputError(
+            f"{particles}: conventions.invert_contrast needs raw images (it inverts the "
+            "contrast through the CTF the import flips with); these are already flipped or "
+            "premultiplied"
+        )
     stack_ctf = PREMULTIPLIED if (states == PREMULTIPLIED).any() else FLIPPED
     frame = training_frame(table, box, _map_frame(map_path, apix), particles)
     table["window"] = frame.windows
@@ -153,15 +163,27 @@ def read_table(
     apix: float | None = None,
     seed: int = 0,
     phase_flipped: str | bool = "auto",
+    particles_dir: str | os.PathLike | None = None,
+    conventions: dict | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The canonical table of a particle file and what each image holds (CTF_STATES),
     without reading any image."""
-    particles = Path(particles).resolve()
+    records = read_records(Path(particles).resolve(), apix, particles_dir, conventions)
+    return build_table(records, seed), ctf_states(records, phase_flipped, [])
+
+
+def read_records(
+    particles: Path,
+    apix: float | None,
+    particles_dir: str | os.PathLike | None = None,
+    conventions: dict | None = None,
+) -> ParticleRecords:
+    """The parsed records of a .star, .lst or .cs, with the config's convention fixes."""
     reader = _READERS.get(particles.suffix.lower())
     if reader is None:
-        raise InputError(f"{particles}: unsupported particle file (expected .star or .lst)")
-    records = reader(particles, apix=apix)
-    return build_table(records, seed), ctf_states(records, phase_flipped, [])
+        raise InputError(f"{particles}: unsupported particle file (expected .star, .lst or .cs)")
+    extra = {"particles_dir": particles_dir} if reader is read_cs else {}
+    return correct_conventions(reader(particles, apix=apix, **extra), **(conventions or {}))
 
 
 def build_table(records: ParticleRecords, seed: int = 0) -> pd.DataFrame:

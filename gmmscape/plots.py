@@ -74,7 +74,10 @@ def density(
 
 
 def fsc_curves(
-    curves: Mapping[str, pd.DataFrame], path: str | os.PathLike, title: str = ""
+    curves: Mapping[str, pd.DataFrame],
+    path: str | os.PathLike,
+    title: str = "",
+    ylim: tuple[float, float] = (-0.1, 1.05),
 ) -> None:
     """FSC against spatial frequency (1/Angstrom) with the 0.5 and 0.143 thresholds."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -85,7 +88,7 @@ def fsc_curves(
         ax.axhline(level, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("FSC")
-    ax.set_ylim(-0.1, 1.05)
+    ax.set_ylim(*ylim)
     ax.set_title(title)
     if len(curves) <= 12:
         ax.legend(fontsize="small")

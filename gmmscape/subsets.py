@@ -8,6 +8,10 @@ a data_optics table (one group per distinct voltage / Cs / amplitude contrast),
 pixel origins become rlnOriginX/YAngst, every other column is kept.
 EMAN2 input: a .lst of the selected records, each record's dict kept verbatim and its
 image path made absolute (poses are not converted, so nothing is lost).
+cryoSPARC input: a .cs of the selected rows with every field of the particle file and its
+passthrough file, plus the .csg group file that cryoSPARC's Import Result Group job reads
+(gmmscape.io.cryosparc.write_cs_subset); and, given the import's table, a RELION 3.1 STAR
+of the same particles (poses and CTF as imported, images by absolute path) for RELION.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import starfile
 
 from .clustering import UNASSIGNED
 from .errors import InputError
+from .io.cryosparc import write_cs_subset
 from .io.eman2 import lst_records, write_lst
 from .io.star import write_star
 
@@ -94,14 +99,69 @@ def lst_subset(path: str | os.PathLike, rows: np.ndarray) -> list[tuple[int, str
     return records
 
 
+def table_star(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RELION 3.1 (optics, particles) of canonical-table rows: poses, CTF, halves and the
+    original images by absolute path; one optics group per table optics group."""
+    groups = table.drop_duplicates("optics_group").sort_values("optics_group")
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": groups["optics_group"].to_numpy(),
+            "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups["optics_group"]],
+            "rlnVoltage": groups["voltage"].to_numpy(),
+            "rlnSphericalAberration": groups["cs"].to_numpy(),
+            "rlnAmplitudeContrast": groups["amp_contrast"].to_numpy(),
+            "rlnImagePixelSize": groups["apix"].to_numpy(),
+            "rlnImageSize": groups["box"].to_numpy(),
+            "rlnImageDimensionality": 2,
+        }
+    )
+    apix = table["apix"].to_numpy()
+    particles = pd.DataFrame(
+        {
+            "rlnImageName": [
+                f"{i + 1:06d}@{s}"
+                for i, s in zip(table["source_index"], table["source"], strict=True)
+            ],
+            "rlnAngleRot": table["rot"].to_numpy(),
+            "rlnAngleTilt": table["tilt"].to_numpy(),
+            "rlnAnglePsi": table["psi"].to_numpy(),
+            "rlnOriginXAngst": -table["shift_x"].to_numpy() * apix,
+            "rlnOriginYAngst": -table["shift_y"].to_numpy() * apix,
+            "rlnDefocusU": table["defocus_u"].to_numpy(),
+            "rlnDefocusV": table["defocus_v"].to_numpy(),
+            "rlnDefocusAngle": table["defocus_angle"].to_numpy(),
+            "rlnPhaseShift": table["phase_shift"].to_numpy(),
+            "rlnCtfBfactor": table["bfactor"].to_numpy(),
+            "rlnOpticsGroup": table["optics_group"].to_numpy(),
+            "rlnRandomSubset": table["subset"].to_numpy(),
+        }
+    )
+    return optics, particles
+
+
 def write_subset(
-    particles: str | os.PathLike, rows: np.ndarray, out: str | os.PathLike, meta: dict
+    particles: str | os.PathLike,
+    rows: np.ndarray,
+    out: str | os.PathLike,
+    meta: dict,
+    table: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the rows ``rows`` of the user's particle file as ``out`` + .star or .lst.
+    """Write the rows ``rows`` of the user's particle file as ``out`` + .star, .lst or .cs
+    (with its .csg, and with ``table``, the import's table, also as ``out``.star).
 
     ``meta`` is the import's meta.json (original pixel size and box for 3.0 STAR files).
     """
     particles = Path(particles)
+    if particles.suffix.lower() == ".cs":
+        target = write_cs_subset(particles, rows, out)
+        if table is not None:
+            position = pd.Index(table["index"]).get_indexer(np.asarray(rows))
+            if (position < 0).any():
+                raise InputError(
+                    f"particle index {rows[position < 0][0]} is not in the import's table"
+                )
+            write_star(target.with_suffix(".star"), *table_star(table.iloc[position]))
+        return target
     if particles.suffix.lower() == ".lst":
         target = Path(out).with_suffix(".lst")
         write_lst(target, lst_subset(particles, rows), comment=f"subset of {particles}")
@@ -115,9 +175,14 @@ def write_subset(
 
 
 def write_class_subsets(
-    particles: str | os.PathLike, landscape: pd.DataFrame, outdir: str | os.PathLike, meta: dict
+    particles: str | os.PathLike,
+    landscape: pd.DataFrame,
+    outdir: str | os.PathLike,
+    meta: dict,
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One subset file per class of a landscape table (``index``, ``cluster``) in outdir.
+    """One subset file per class of a landscape table (``index``, ``cluster``) in outdir
+    (``table``: the import's, for the STAR beside a .cs subset).
 
     Returns a table: cluster, particles, file.
     """
@@ -128,6 +193,6 @@ def write_class_subsets(
         if k == UNASSIGNED:
             continue
         index = np.sort(group["index"].to_numpy())
-        path = write_subset(particles, index, outdir / f"class_{k:02d}", meta)
+        path = write_subset(particles, index, outdir / f"class_{k:02d}", meta, table)
         rows.append({"cluster": int(k), "particles": len(index), "file": path.name})
     return pd.DataFrame(rows, columns=["cluster", "particles", "file"])

@@ -56,10 +56,15 @@ def check_inputs():
                 fail(f"{key}: leave empty when particles is 'demo' (the demo simulates its own)")
         return
     particles = config["particles"]
-    if not particles.endswith((".star", ".lst")):
-        fail(f"particles: expected a RELION .star, an EMAN2 .lst or 'demo', got {particles}")
+    if not particles.endswith((".star", ".lst", ".cs")):
+        fail(
+            "particles: expected a RELION .star, an EMAN2 .lst, a cryoSPARC .cs or 'demo', "
+            f"got {particles}"
+        )
     if not os.path.isfile(particles):
         fail(f"particles: file not found: {particles}")
+    if config["particles_dir"] is not None and not os.path.isdir(config["particles_dir"]):
+        fail(f"particles_dir: folder not found: {config['particles_dir']}")
     if config["map"] is None:
         fail("map: the consensus map (.mrc) is required when particles is a file")
     box, apix = map_header("map", config["map"])

@@ -11,6 +11,7 @@ rule gmm_level:
         mask=optional(MASK),
         previous=previous_level,
         choices=out("choices.yaml"),
+        preflight=optional(PREFLIGHT),
     output:
         out("gmm/{half}/level_{level}.txt"),
     params:

@@ -1,5 +1,9 @@
-"""Settings derived from the data, the import (RELION .star or EMAN2 .lst, chosen by
-the file) and the even/odd split."""
+"""Settings derived from the data, the import (RELION .star, EMAN2 .lst or cryoSPARC .cs,
+chosen by the file), the pre-flight convention check and the even/odd split."""
+
+# The pre-flight convention check (gmmscape.preflight) that the GMM and the training
+# wait for; `preflight: false` skips it.
+PREFLIGHT = out("import/preflight.json") if config["preflight"] else None
 
 
 rule choose_settings:
@@ -14,6 +18,8 @@ rule choose_settings:
         apix=config["apix"],
         seed=config["seed"],
         phase_flipped=config["phase_flipped"],
+        particles_dir=config["particles_dir"],
+        conventions=config["conventions"],
     log:
         out("logs/choose_settings.log"),
     benchmark:
@@ -43,6 +49,8 @@ rule import_particles:
         seed=config["seed"],
         phase_flipped=config["phase_flipped"],
         split=config["split"],
+        particles_dir=config["particles_dir"],
+        conventions=config["conventions"],
     log:
         out("logs/import_particles.log"),
     benchmark:
@@ -60,6 +68,7 @@ rule import_particles:
 rule split_halves:
     input:
         out("import/particles.csv"),
+        preflight=optional(PREFLIGHT),
     output:
         all=out("import/all.csv"),
         even=out("import/even.csv"),
@@ -76,3 +85,35 @@ rule split_halves:
         "../envs/gmmscape.yaml"
     script:
         "../scripts/split_halves.py"
+
+
+
+rule preflight:
+    input:
+        table=out("import/particles.csv"),
+        stack=out("import/stack.mrcs"),
+        meta=out("import/meta.json"),
+        map=MAP,
+    output:
+        json=out("import/preflight.json"),
+        figure=report(
+            out("import/preflight.png"),
+            caption="../report/preflight.rst",
+            category="Import",
+            labels={"figure": "pre-flight convention check"},
+        ),
+    params:
+        seed=config["seed"],
+        apix=config["apix"],
+    log:
+        out("logs/preflight.log"),
+    benchmark:
+        out("benchmarks/preflight.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=runtime(30),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/preflight.py"

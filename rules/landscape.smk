@@ -124,6 +124,7 @@ rule landscape_subsets:
         latent=out("landscape/{run}/latent.csv"),
         particles=PARTICLES,
         meta=out("import/meta.json"),
+        table=out("import/particles.csv"),
     output:
         subsets=directory(out("landscape/{run}/subsets")),
         table=out("landscape/{run}/subsets.csv"),

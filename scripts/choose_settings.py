@@ -19,6 +19,8 @@ def main(smk: Any, progress: Progress) -> None:
         apix=p.apix,
         seed=p.seed,
         phase_flipped=p.phase_flipped,
+        particles_dir=p.particles_dir,
+        conventions=p.conventions,
     )
     progress(f"settings (written to {smk.output[0]}):\n{summary(chosen)}")
 

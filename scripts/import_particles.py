@@ -19,6 +19,8 @@ def main(smk: Any, progress: Progress) -> None:
         seed=smk.params.seed,
         phase_flipped=smk.params.phase_flipped,
         split=smk.params.split,
+        particles_dir=smk.params.particles_dir,
+        conventions=smk.params.conventions,
     )
     progress(summary(result.meta))  # every default and override taken, once
 

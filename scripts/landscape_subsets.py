@@ -1,4 +1,4 @@
-"""Rule landscape_subsets: one particle subset per class in the user's format (.star/.lst)."""
+"""Rule landscape_subsets: one particle subset per class in the user's format (.star/.lst/.cs)."""
 
 from typing import Any
 
@@ -7,12 +7,16 @@ from rulekit import Progress, run
 
 
 def main(smk: Any, progress: Progress) -> None:
-    from gmmscape.importer import load_meta
+    from gmmscape.importer import load_meta, load_table
     from gmmscape.subsets import write_class_subsets
 
     landscape = pd.read_csv(smk.input.latent, usecols=["index", "cluster"])
     table = write_class_subsets(
-        smk.input.particles, landscape, smk.output.subsets, load_meta(smk.input.meta)
+        smk.input.particles,
+        landscape,
+        smk.output.subsets,
+        load_meta(smk.input.meta),
+        load_table(smk.input.table),
     )
     table.to_csv(smk.output.table, index=False)
     progress(f"subsets {smk.wildcards.run}: {', '.join(table['file'])}")

@@ -172,6 +172,8 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
             "gmm.target_n: expected at least gmm.start_n (64), got 32",
         ),
         ({"particles": "missing.star"}, "particles: file not found: missing.star"),
+        ({"particles": "missing.cs"}, "particles: file not found: missing.cs"),
+        ({**USER_DATA, "particles_dir": "nodir"}, "particles_dir: folder not found: nodir"),
         ({**USER_DATA, "mask": "small.mrc"}, "mask: box 20x20x20 of small.mrc differs"),
         ({**USER_DATA, "map": "nomap.mrc"}, "map: file not found: nomap.mrc"),
         (
@@ -190,6 +192,8 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         "unknown-top-key",
         "levels",
         "particles",
+        "cryosparc",
+        "particles-dir",
         "mask-box",
         "map",
         "map-voxel-0",
