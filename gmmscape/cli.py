@@ -203,6 +203,59 @@ def run_subset(args: argparse.Namespace) -> None:
     print(f"{path}: {len(rows)} particles")
 
 
+def add_reconstruct(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="training run directory (train/{run})")
+    parser.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="PC0=..,PC1=..",
+        help="a point by its PCA scores (as latent.csv's pc0, pc1) or zK=..; repeatable",
+    )
+    parser.add_argument(
+        "--latent",
+        action="append",
+        default=[],
+        metavar="Z0,Z1,...",
+        help="a point by all its latent coordinates (repeatable; --latent=-1,0 for a minus)",
+    )
+    parser.add_argument(
+        "--particles", type=int, default=2000, help="nearest particles reconstructed per point"
+    )
+    parser.add_argument(
+        "--import", dest="import_dir", help="the import's directory (default: RUN/../../import)"
+    )
+    parser.add_argument("--mask", help="mask (.mrc) multiplying the half maps before the FSC")
+    parser.add_argument("--wiener", type=float, default=1e-3, help="Wiener constant")
+    parser.add_argument(
+        "--scale", choices=("crop", "original"), default="crop", help="images to reconstruct from"
+    )
+    parser.add_argument("--out", required=True, help="output directory")
+
+
+def run_reconstruct(args: argparse.Namespace) -> None:
+    """Decode latent points and reconstruct the particles nearest each, with half maps."""
+    from pathlib import Path
+
+    from .points import reconstruct_at
+
+    if args.particles < 1:
+        raise InputError(f"--particles: expected at least 1, got {args.particles}")
+    run = Path(args.run)
+    summary = reconstruct_at(
+        args.at + args.latent,
+        run,
+        run / "latent.csv",
+        args.import_dir or run.parent.parent / "import",
+        args.out,
+        count=args.particles,
+        mask=args.mask,
+        wiener=args.wiener,
+        scale=args.scale,
+    )
+    print(summary.to_string(index=False))
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]
 COMMANDS: dict[str, Command] = {
     "simulate": (add_simulate, run_simulate),
@@ -210,6 +263,7 @@ COMMANDS: dict[str, Command] = {
     "decode": (add_decode, run_decode),
     "import": (add_import, run_import),
     "subset": (add_subset, run_subset),
+    "reconstruct": (add_reconstruct, run_reconstruct),
 }
 
 

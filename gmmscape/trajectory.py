@@ -171,7 +171,28 @@ def nearest_particles(latent: np.ndarray, points: np.ndarray, k: int) -> list[np
     return [np.sort(np.atleast_1d(r)) for r in rows.reshape(len(points), k)]
 
 
-def decode_points(decoder: Decoder, trajectory: Trajectory) -> np.ndarray:
+def neighbourhood_radius(
+    latent: np.ndarray, points: np.ndarray, nearest: list[np.ndarray]
+) -> list[float]:
+    """Latent distance from each point to the farthest of its nearest particles."""
+    return [
+        float(np.linalg.norm(latent[n] - p, axis=1).max())
+        for n, p in zip(nearest, points, strict=True)
+    ]
+
+
+class Series(Protocol):
+    """Points of the latent space in order: a Trajectory, or another curve with the same
+    ``name``, ``t`` (n_points,) and ``latent`` (n_points, d) (gmmscape.points)."""
+
+    name: str
+    t: np.ndarray
+
+    @property
+    def latent(self) -> np.ndarray: ...
+
+
+def decode_points(decoder: Decoder, trajectory: Series) -> np.ndarray:
     """GMMs (n_points, N, 5) along a trajectory."""
     return np.asarray(decoder.decode(trajectory.latent.astype(np.float32)), dtype=np.float64)
 
@@ -193,7 +214,7 @@ def chimerax_script(gmm_maps: list[str], maps: list[str], title: str) -> str:
 
 
 def write_trajectory(
-    trajectory: Trajectory,
+    trajectory: Series,
     decoder: Decoder,
     outdir: str | os.PathLike,
     *,
@@ -242,9 +263,6 @@ def write_trajectory(
     summary.insert(0, "t", trajectory.t)
     summary.insert(0, "point", np.arange(len(points)))
     summary["particles"] = k
-    summary["radius"] = [
-        float(np.linalg.norm(latent[n] - p, axis=1).max())
-        for n, p in zip(nearest, points, strict=True)
-    ]
+    summary["radius"] = neighbourhood_radius(latent, points, nearest)
     summary.to_csv(outdir / "trajectory.csv", index=False)
     return summary

@@ -22,7 +22,8 @@ wildcard_constraints:
 # Every training run: {mode}_{half} for the configured modes and halves.
 LANDSCAPE_RUNS = [f"{mode}_{half}" for mode in config["train"]["modes"] for half in HALVES]
 # What the default target needs from this stage (Snakefile: `rule all: input: ...,
-# LANDSCAPE_OUTPUTS`): per run the landscape table, classes, subsets and trajectories;
+# LANDSCAPE_OUTPUTS`): per run the landscape table, classes, subsets and trajectories
+# (and the configured latent points' maps);
 # the consensus half maps; with `split: true` the reproducibility report of every mode.
 LANDSCAPE_OUTPUTS = [
     out(f"landscape/{run}/{name}")
@@ -30,6 +31,8 @@ LANDSCAPE_OUTPUTS = [
     for name in ("latent.csv", "clusters.csv", "classes.csv", "subsets.csv", "trajectories.csv")
 ] + [out("landscape/consensus/map.mrc")]
 LANDSCAPE_OUTPUTS += [out(f"landscape/{run}/explorer.html") for run in LANDSCAPE_RUNS]
+if LANDSCAPE["points"]:
+    LANDSCAPE_OUTPUTS += [out(f"landscape/{run}/points.csv") for run in LANDSCAPE_RUNS]
 if config["split"]:
     LANDSCAPE_OUTPUTS += [out(f"reproducibility/{m}/report.html") for m in config["train"]["modes"]]
 
@@ -206,6 +209,36 @@ rule landscape_explorer:
         "../envs/gmmscape.yaml"
     script:
         "../scripts/landscape_explorer.py"
+
+
+rule landscape_points:
+    input:
+        latent=out("landscape/{run}/latent.csv"),
+        decoder=out("train/{run}/decoder.keras"),
+        decoder_meta=out("train/{run}/decoder.json"),
+        table=out("import/particles.csv"),
+        stack=out("import/stack.mrcs"),
+        meta=out("import/meta.json"),
+        mask=optional(FSC_MASK),
+    output:
+        points=directory(out("landscape/{run}/points")),
+        table=out("landscape/{run}/points.csv"),
+    params:
+        points=LANDSCAPE["points"],
+        particles=LANDSCAPE["trajectory"]["particles"],
+        reconstruct=LANDSCAPE["reconstruct"],
+    log:
+        out("logs/landscape_points/{run}.log"),
+    benchmark:
+        out("benchmarks/landscape_points/{run}.tsv")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=runtime(120),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_points.py"
 
 
 rule consensus_halves:

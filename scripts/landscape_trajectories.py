@@ -1,5 +1,5 @@
-"""Rule landscape_trajectories: PCA and localized eigen-motion trajectories of a run,
-decoded to GMMs and reconstructed from the particles nearest each point."""
+"""Rule landscape_trajectories: PCA, localized eigen-motion, line and circle trajectories
+of a run, decoded to GMMs and reconstructed from the particles nearest each point."""
 
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.decode import load_decoder
     from gmmscape.embedding import embedded, fit_pca, latent_columns
     from gmmscape.importer import load_meta, load_table
+    from gmmscape.points import user_trajectories
     from gmmscape.reconstruct import reconstruction_source, table_rows
     from gmmscape.train import mask_inside
     from gmmscape.trajectory import (
@@ -28,7 +29,8 @@ def main(smk: Any, progress: Progress) -> None:
     latent = landscape[latent_columns(landscape)].to_numpy(np.float64)
     decoder = load_decoder(Path(smk.input.decoder).parent)
     span = dict(n_points=settings["points"], percentiles=tuple(settings["percentiles"]))
-    trajectories = pc_trajectories(latent, fit_pca(latent), settings["components"], **span)
+    pca = fit_pca(latent)
+    trajectories = pc_trajectories(latent, pca, settings["components"], **span)
     ratios = [np.nan] * len(trajectories)
     for name, mask_path in zip(smk.params.regions, smk.input.regions, strict=True):
         # mask_inside checks the mask's extent against .box/.apix: the decoder has both
@@ -38,9 +40,14 @@ def main(smk: Any, progress: Progress) -> None:
         ratios.append(ratio)
         progress(f"region {name}: {inside.sum()} Gaussians inside, motion ratio {ratio:.3g}")
 
+    drawn = user_trajectories(settings, latent, pca, settings["points"])
+    trajectories += drawn
+    ratios += [np.nan] * len(drawn)
+
     table, meta = load_table(smk.input.table), load_meta(smk.input.meta)
     source = reconstruction_source(table, Path(smk.input.meta).parent, meta, recon["scale"])
     rows = table_rows(table, landscape["index"].to_numpy())
+    nan = np.full(latent.shape[1], np.nan)  # a circle has no direction
     summary = []
     for trajectory, ratio in zip(trajectories, ratios, strict=True):
         progress(f"trajectory {trajectory.name}")
@@ -61,7 +68,7 @@ def main(smk: Any, progress: Progress) -> None:
         summary.append(
             {
                 "trajectory": trajectory.name,
-                **{f"v{i}": x for i, x in enumerate(trajectory.direction)},
+                **{f"v{i}": x for i, x in enumerate(getattr(trajectory, "direction", nan))},
                 "t_start": trajectory.t[0],
                 "t_end": trajectory.t[-1],
                 "particles_per_point": int(points["particles"].iloc[0]),
