@@ -19,6 +19,7 @@ import pandas as pd
 
 from .errors import InputError
 from .networks import GmmSpace
+from .rigid import RigidSpace, space_from_dict
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +27,7 @@ class Decoder:
     """A trained decoder: ``decode(z)`` maps latent points (M, d) to GMMs (M, N, 5)."""
 
     model: keras.Model
-    space: GmmSpace
+    space: GmmSpace | RigidSpace
     latent_dim: int
     box: int  # box and pixel size (Angstrom) of the neutral GMM's map
     apix: float
@@ -59,7 +60,7 @@ def load_decoder(run_dir: str | os.PathLike) -> Decoder:
     meta = json.loads(meta_path.read_text())
     return Decoder(
         model=keras.saving.load_model(model_path, compile=False),
-        space=GmmSpace.from_dict(meta["space"]),
+        space=space_from_dict(meta["space"]),
         latent_dim=int(meta["latent_dim"]),
         box=int(meta["box"]),
         apix=float(meta["apix"]),

@@ -41,9 +41,12 @@ MODES: dict[str, tuple[int, ...]] = {
 TARGET_EDGE = 0.02  # network-space targets are kept this far from 0 and 1 (finite logits)
 
 
+TRAIN_MODES = (*MODES, "rigid")  # rigid: a masked domain moves as one body (gmmscape.rigid)
+
+
 def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise InputError(f"train mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in TRAIN_MODES:
+        raise InputError(f"train mode: expected one of {', '.join(TRAIN_MODES)}, got {mode!r}")
     return mode
 
 

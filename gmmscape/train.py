@@ -39,8 +39,9 @@ from .features import FeatureInfo, gmm_checksum, open_features
 from .gmmfit import centre_values
 from .io.common import atomic_output
 from .io.mrc import read_map
-from .networks import GmmSpace, build_decoder, build_encoder, check_mode
+from .networks import GmmSpace, build_encoder, check_mode
 from .projection import FourierGrid, frc_loss, images_ft
+from .rigid import build_space, space_decoder
 from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class Run:
         encoder = build_encoder(
             space.neutral.size, settings.latent_dim, init_scale=settings.encoder_init, **net
         )
-        decoder = build_decoder(space, settings.latent_dim, **net)
+        decoder = space_decoder(space, settings.latent_dim, **net)
         optimizer = adam(settings.lr, settings.l2)
         optimizer.build(encoder.trainable_variables + decoder.trainable_variables)
         return cls(
@@ -370,7 +371,7 @@ def train(
     particles' box).
     """
     features, outdir = Path(features), Path(outdir)
-    space = GmmSpace.build(neutral, settings.mode, inside)
+    space = build_space(neutral, settings.mode, inside)
     info = open_features(features, space.neutral, particles)
     grid = FourierGrid(particles.box, particles.apix, settings.res_lo, settings.res_hi)
     _check_band(info, grid, features)

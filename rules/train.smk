@@ -4,10 +4,19 @@ in `train.modes`, written to train/{mode}_{half}/ (e.g. amplitude_all, position_
 """
 
 TRAIN = config["train"]
+if "rigid" in TRAIN["modes"] and TRAIN["mask"] is None and not DEMO:
+    fail("train.modes: 'rigid' needs train.mask (a mask of the domain that moves)")
+
+
+def train_mask(wildcards):
+    """train.mask; a rigid run on the demo without one moves the demo's domain."""
+    if TRAIN["mask"] is None and wildcards.mode == "rigid" and DEMO:
+        return out("demo/moving_mask.mrc")
+    return optional(TRAIN["mask"])
 
 
 wildcard_constraints:
-    mode="amplitude|position|all",
+    mode="amplitude|position|all|rigid",
 
 
 rule features:
@@ -43,7 +52,7 @@ rule train:
         table=out("import/{half}.csv"),
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
-        mask=optional(TRAIN["mask"]),
+        mask=train_mask,
         choices=out("choices.yaml"),
     output:
         latent=train_run("latent.csv"),

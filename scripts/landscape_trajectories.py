@@ -15,6 +15,7 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.importer import load_meta, load_table
     from gmmscape.points import user_trajectories
     from gmmscape.reconstruct import reconstruction_source, table_rows
+    from gmmscape.rigid import write_domain_motion
     from gmmscape.train import mask_inside
     from gmmscape.trajectory import (
         decode_points,
@@ -64,6 +65,10 @@ def main(smk: Any, progress: Progress) -> None:
             interpolation=recon["interpolation"],
             progress=progress,
         )
+        extra = {}
+        if decoder.mode == "rigid":  # the domain's rotation (degrees) and shift (Angstrom)
+            table_path = Path(smk.output.trajectories) / trajectory.name / "trajectory.csv"
+            extra = write_domain_motion(decoder, trajectory, table_path)
         move = displacement(decode_points(decoder, trajectory)) * decoder.box * decoder.apix
         summary.append(
             {
@@ -75,6 +80,7 @@ def main(smk: Any, progress: Progress) -> None:
                 "max_motion_A": float(move.max()),
                 "mean_motion_A": float(move.mean()),
                 "region_ratio": ratio,
+                **extra,
             }
         )
     pd.DataFrame(summary).to_csv(smk.output.table, index=False)
