@@ -20,6 +20,7 @@ include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/import.smk"
 include: "rules/gmm.smk"
+include: "rules/refine.smk"
 include: "rules/train.smk"
 include: "rules/landscape.smk"
 include: "rules/report.smk"
@@ -35,3 +36,4 @@ rule all:
     input:
         final_outputs(),
         LANDSCAPE_OUTPUTS,
+        REFINE_OUTPUTS,

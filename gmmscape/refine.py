@@ -218,3 +218,99 @@ def write_refined_star(
         rows.loc[index, column] = values
     write_star(out, optics, rows)  # atomic
     return out
+
+
+def posed_table(table: pd.DataFrame, particles: ParticleSet, poses: RefinedPoses) -> pd.DataFrame:
+    """The canonical table (import/{half}.csv, rows as ``particles``) with the refined
+    poses: rotation matrix, RELION angles and shift (original-box pixels) replaced."""
+    from .importer import ROTATION_COLUMNS
+
+    if len(table) != particles.n or not np.array_equal(table["index"], particles.index):
+        raise InputError(f"{particles.table}: table rows differ from the particles refined")
+    out = table.copy()
+    rows = poses.rows
+    out.loc[rows, ROTATION_COLUMNS] = poses.rotations.reshape(-1, 9)
+    out.loc[rows, ["rot", "tilt", "psi"]] = matrix_to_relion(poses.rotations)
+    scale = out["box"].to_numpy(np.float64)[rows] / particles.box
+    out.loc[rows, ["shift_x", "shift_y"]] = poses.shifts * scale[:, None]
+    return out
+
+
+def pose_changes(particles: ParticleSet, poses: RefinedPoses) -> pd.DataFrame:
+    """Per refined particle: index, rotation change (degrees), shift change (crop
+    pixels), loss before and after."""
+    from .geometry import angle_between
+
+    rows = poses.rows
+    return pd.DataFrame(
+        {
+            "index": particles.index[rows],
+            "rotation_deg": angle_between(
+                particles.rotations[rows].astype(np.float64), poses.rotations
+            ),
+            "shift_px": np.linalg.norm(poses.shifts - particles.shifts[rows], axis=1),
+            "loss_before": poses.loss_before,
+            "loss_after": poses.loss_after,
+        }
+    )
+
+
+def plot_changes(changes: pd.DataFrame, path: str | os.PathLike, title: str) -> None:
+    """Histograms of the rotation and shift changes of a round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100)
+    for ax, column, label in zip(
+        axes, ("rotation_deg", "shift_px"), ("rotation change (degrees)", "shift change (pixels)"),
+        strict=True,
+    ):  # fmt: skip
+        ax.hist(changes[column], bins=40)
+        ax.set_xlabel(label)
+        ax.set_ylabel("particles")
+    fig.suptitle(title)
+    fig.tight_layout()
+    from .io.common import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def refine_round(
+    run_dir: str | os.PathLike,
+    table_path: str | os.PathLike,
+    stack: str | os.PathLike,
+    star: str | os.PathLike,
+    meta: dict,
+    outputs: dict[str, str | os.PathLike],
+    settings: RefineSettings = RefineSettings(),
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """One refinement round of a half: the poses of the table's particles refined against
+    the decoder of a training run (``run_dir`` with latent.csv) and written as
+    ``outputs``: table (canonical table with the new poses, for the next training),
+    star (the user's STAR, every row), changes (csv) and plot (png). Returns the changes."""
+    from .decode import load_decoder
+    from .importer import load_table
+    from .io.common import atomic_output
+    from .streaming import load_particles
+
+    particles = load_particles(table_path, stack)
+    latent = pd.read_csv(Path(run_dir) / "latent.csv")
+    poses = refine_poses(load_decoder(run_dir), particles, latent, settings, progress)
+    table = load_table(table_path)
+    with atomic_output(outputs["table"]) as tmp:
+        posed_table(table, particles, poses).to_csv(tmp, index=False)
+    write_refined_star(star, table, particles, poses, outputs["star"], meta)
+    changes = pose_changes(particles, poses)
+    with atomic_output(outputs["changes"]) as tmp:
+        changes.to_csv(tmp, index=False)
+    median = changes[["rotation_deg", "shift_px"]].median()
+    plot_changes(
+        changes, outputs["plot"],
+        f"median change {median['rotation_deg']:.2f} degrees, {median['shift_px']:.2f} pixels",
+    )  # fmt: skip
+    return changes

@@ -187,3 +187,38 @@ def final_outputs():
         for name in ("neutral.txt", "neutral.pdb", "neutral.mrc", "fsc.csv", "fsc.png")
     ]
     return tables + gmm
+
+
+# Rigid mode's mask (rules/train.smk) and the tables of pose refinement's rounds
+# (rules/refine.smk), which the training and landscape rules read.
+ROUNDS = config["refine"]["rounds"]
+REFINE_MODE = config["refine"]["mode"] or config["train"]["modes"][0]
+
+
+def train_mask(wildcards):
+    """train.mask; a rigid run on the demo without one moves the demo's domain."""
+    if config["train"]["mask"] is None and wildcards.mode == "rigid" and DEMO:
+        return out("demo/moving_mask.mrc")
+    return optional(config["train"]["mask"])
+
+
+def posed_table(half, k=ROUNDS):
+    """The table of a half with the poses of round k (0: the import's)."""
+    return out(f"import/{half}.csv") if int(k) == 0 else out(f"refine/round_{k}/{half}.csv")
+
+
+def posed_half_table(wildcards):
+    """The half's table with the last round's poses (the import's when rounds is 0)."""
+    return posed_table(wildcards.half)
+
+
+def posed_run_table(wildcards):
+    """The table a landscape run reconstructs from: its half with the last round's poses."""
+    if not ROUNDS:
+        return out("import/particles.csv")
+    return posed_table(wildcards.run.rsplit("_", 1)[1])
+
+
+def round_run(path):
+    """A file of the run an intermediate round trains on its poses."""
+    return out(f"refine/round_{{round}}/train/{{mode}}_{{half}}/{path}")

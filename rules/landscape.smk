@@ -86,7 +86,7 @@ rule landscape_classes:
     input:
         latent=out("landscape/{run}/latent.csv"),
         counts=out("landscape/{run}/clusters.csv"),
-        table=out("import/particles.csv"),
+        table=posed_run_table,  # import/particles.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         mask=optional(FSC_MASK),
@@ -150,7 +150,7 @@ rule landscape_trajectories:
         latent=out("landscape/{run}/latent.csv"),
         decoder=out("train/{run}/decoder.keras"),
         decoder_meta=out("train/{run}/decoder.json"),
-        table=out("import/particles.csv"),
+        table=posed_run_table,  # import/particles.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         regions=list(REGIONS.values()),
@@ -216,7 +216,7 @@ rule landscape_points:
         latent=out("landscape/{run}/latent.csv"),
         decoder=out("train/{run}/decoder.keras"),
         decoder_meta=out("train/{run}/decoder.json"),
-        table=out("import/particles.csv"),
+        table=posed_run_table,  # import/particles.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         mask=optional(FSC_MASK),
@@ -243,7 +243,7 @@ rule landscape_points:
 
 rule consensus_halves:
     input:
-        table=out("import/particles.csv"),
+        table=posed_table("all") if ROUNDS else out("import/particles.csv"),
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         mask=optional(FSC_MASK),

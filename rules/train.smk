@@ -8,20 +8,13 @@ if "rigid" in TRAIN["modes"] and TRAIN["mask"] is None and not DEMO:
     fail("train.modes: 'rigid' needs train.mask (a mask of the domain that moves)")
 
 
-def train_mask(wildcards):
-    """train.mask; a rigid run on the demo without one moves the demo's domain."""
-    if TRAIN["mask"] is None and wildcards.mode == "rigid" and DEMO:
-        return out("demo/moving_mask.mrc")
-    return optional(TRAIN["mask"])
-
-
 wildcard_constraints:
     mode="amplitude|position|all|rigid",
 
 
 rule features:
     input:
-        table=out("import/{half}.csv"),
+        table=posed_half_table,  # import/{half}.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         choices=out("choices.yaml"),
@@ -49,7 +42,7 @@ rule train:
     input:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
-        table=out("import/{half}.csv"),
+        table=posed_half_table,  # import/{half}.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         mask=train_mask,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -117,3 +118,21 @@ def test_refined_star_keeps_every_row_and_column_in_input_order(clean, tmp_path)
     pd.testing.assert_frame_equal(new.iloc[others], old.iloc[others])
     with pytest.raises(InputError, match="not in"):
         refine_poses(TruthDecoder(root), particles, pd.DataFrame({"index": [10**6], "z0": [0]}))
+
+
+def test_refinement_rounds_feed_training_and_write_the_contract_star(tmp_path):
+    """refine.rounds 2 plans, per half, an intermediate run on the import's poses and on
+    round 1's, two refinement rounds, the final training on round 2's table and the
+    contract file refine/{half}/particles.star."""
+    from test_pipeline import planned_jobs, snakemake, write_config
+
+    config = write_config(tmp_path, {"refine": {"rounds": 2}, "landscape": {"umap": False}})
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout + result.stderr
+    counts = pd.Series([job["rule"] for job in planned_jobs(text)]).value_counts()
+    assert (counts["refine_train"], counts["refine_poses"], counts["refine_final"]) == (2, 2, 1)
+    assert "results/refine/all/particles.star" in text
+    train_block = re.search(r"\nrule train:\n(.*?)\n\n", text, re.S).group(1)
+    assert "results/refine/round_2/all.csv" in train_block
+    assert "results/import/all.csv" not in train_block
