@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import landscape_data
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +15,6 @@ from gmmscape import phantoms
 from gmmscape.decode import load_decoder
 from gmmscape.embedding import fit_pca
 from gmmscape.errors import InputError
-from gmmscape.features import compute_features
 from gmmscape.io.mrc import write_map
 from gmmscape.projection import density
 from gmmscape.rigid import (
@@ -117,9 +117,10 @@ def test_rigid_mode_tracks_the_domain_position_and_moves_nothing_outside(tmp_pat
     inside = mask_inside(mask, neutral, particles)
     part = train_data.gaussian_parts(root)
     np.testing.assert_array_equal(inside, part == phantoms.DOMAIN)
-    compute_features(neutral, particles, tmp_path / "features.npy", **train_data.BAND)
+    # the features of these particles against this neutral model, as the position run has
+    features = landscape_data.trained_run("linear", "all", "position", 1) / "features.npy"
     settings = TrainSettings(mode="rigid", latent_dim=1, **dict(train_data.FAST, noise=0.15))
-    train(neutral, particles, tmp_path / "features.npy", tmp_path / "run", settings, inside=inside)
+    train(neutral, particles, features, tmp_path / "run", settings, inside=inside)
 
     decoder = load_decoder(tmp_path / "run")
     latent = pd.read_csv(tmp_path / "run" / "latent.csv")
