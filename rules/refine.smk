@@ -31,6 +31,7 @@ rule refine_features:
         table=lambda wc: posed_table(wc.half, wc.round),
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
+        choices=out("choices.yaml"),
     output:
         features=out("refine/round_{round}/features_{half}.npy"),
         info=out("refine/round_{round}/features_{half}.json"),
@@ -59,6 +60,7 @@ rule refine_train:
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         mask=lambda wc: train_mask(wc),
+        choices=out("choices.yaml"),
     output:
         latent=round_run("latent.csv"),
         encoder=round_run("encoder.keras"),
@@ -70,6 +72,7 @@ rule refine_train:
     params:
         train=config["train"],
         seed=config["seed"],
+        apix=config["apix"],
     log:
         out("logs/refine_train/{round}_{mode}_{half}.log"),
     benchmark:
@@ -97,6 +100,7 @@ rule refine_poses:
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         particles=PARTICLES,
+        choices=out("choices.yaml"),
     output:
         table=out("refine/round_{round}/{half}.csv"),
         star=out("refine/round_{round}/{half}/particles.star"),

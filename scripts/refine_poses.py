@@ -3,14 +3,14 @@
 from pathlib import Path
 from typing import Any
 
-from rulekit import Progress, run
+from rulekit import Progress, run, with_choices
 
 
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.importer import load_meta
     from gmmscape.refine import RefineSettings, refine_round
 
-    refine, band = smk.params.refine, smk.params.train
+    refine, band = smk.params.refine, with_choices(smk, "train", smk.params.train)
     settings = RefineSettings(steps=refine["steps"], res_lo=band["res_lo"], res_hi=band["res_hi"])
     changes = refine_round(
         Path(smk.input.decoder).parent,
