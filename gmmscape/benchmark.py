@@ -46,13 +46,15 @@ DEFOCUS = (8000.0, 25000.0)  # Angstrom
 ORACLE_PARTICLES = 1000  # the ceiling's estimate: its rho is within ~0.005 of all 5,000
 
 
-def dataset(system: str, root: str | Path, size: str = "full", seed: int = 7) -> Path:
+def dataset(
+    system: str, root: str | Path, size: str = "full", seed: int = 7, with_oracle: bool = True
+) -> Path:
     """The simulated set (made once) with its oracle table, under root/system."""
     folder = Path(root) / f"{system}_{size}_{seed}"
     if not (folder / "particles.star").is_file():
         simulate(system, folder, **asdict(SIZES[size]), seed=seed, defocus=DEFOCUS,
                  maps="reconstructed")  # fmt: skip
-    if not (folder / "oracle.csv").is_file():
+    if with_oracle and not (folder / "oracle.csv").is_file():
         oracle(folder, limit=ORACLE_PARTICLES).to_csv(folder / "oracle.csv", index=False)
     return folder
 

@@ -279,12 +279,12 @@ def measure(
     half_apix = float(table["apix"].iloc[0])
     w = mask if mask is not None and mask.shape == h1.shape else fsc_mask(h1 + h2, half_apix)
     fsc = half_map_fsc(h1, h2, half_apix, w)
-    if mask is not None:
-        core, volume_source = mask >= 0.5, "inside the mask"
-    else:
-        resolution = max(resolution_at(fsc, 0.5), 2.0 * map_apix)
-        core = molecule_mask(volume, map_apix, resolution)
-        volume_source = "consensus map above the solvent level"
+    resolution = max(resolution_at(fsc, 0.5), 2.0 * map_apix)
+    core = molecule_mask(volume, map_apix, resolution)
+    volume_source = "consensus map above the solvent level"
+    if mask is not None:  # a mask is drawn generously: it bounds the molecule, no more
+        core &= mask >= 0.5
+        volume_source += ", inside the mask"
     return DataFacts(
         n_particles=len(table),
         box=int(table["box"].iloc[0]),

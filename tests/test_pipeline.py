@@ -168,7 +168,7 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         ({"gmm": {"epoch": 3}}, "config key 'gmm': Additional properties are not allowed ('epoch'"),
         ({"particle": "x.star"}, "config: Additional properties are not allowed ('particle'"),
         (
-            {"gmm": {"target_n": 32}},
+            {"gmm": {"start_n": 64, "target_n": 32}},
             "gmm.target_n: expected at least gmm.start_n (64), got 32",
         ),
         ({"particles": "missing.star"}, "particles: file not found: missing.star"),
