@@ -138,6 +138,10 @@ def test_shifts_are_in_pixels_of_the_alignment(tmp_path, particles):
 def test_positive_sign_inverts_contrast_through_the_ctf_phase(tmp_path, particles):
     records = read_cs(write_cs(particles, tmp_path / "P1", sign=1.0))
     np.testing.assert_allclose(records.ctf["phase_shift"], 180.0)
+    assert records.notes == [
+        "12 particles with blob/sign +1 (dark protein): CTF phase shifted by 180 degrees, "
+        "which inverts their contrast"
+    ]
 
 
 def test_two_d_alignments_are_refused_in_one_line(tmp_path, particles):

@@ -43,7 +43,7 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from ..errors import InputError
-from .common import ParticleRecords, atomic_output
+from .common import ParticleRecords, atomic_output, override_notes
 from .stacks import open_sources
 
 log = logging.getLogger(__name__)
@@ -208,18 +208,20 @@ def _subsets(data) -> np.ndarray:
     return split + 1 if np.isin(split, (0, 1)).all() else np.zeros(len(data), dtype=int)
 
 
-def _ctf(data, path: Path) -> dict[str, np.ndarray]:
+def _ctf(data, path: Path, notes: list[str]) -> dict[str, np.ndarray]:
+    """CTFParams fields of every particle; ``notes`` gets the defaults and conversions used."""
     for name in _CTF_REQUIRED:
         _column(data, name, path)
     sign = _column(data, "blob/sign", path, default=-1.0)
     dark = sign > 0
     if dark.any():
-        log.info(
-            "%s: %d particles with blob/sign +1 (dark protein): their CTF phase is shifted "
-            "by 180 degrees, which inverts their contrast",
-            path.name,
-            int(dark.sum()),
+        notes.append(
+            f"{int(dark.sum())} particles with blob/sign +1 (dark protein): CTF phase shifted "
+            "by 180 degrees, which inverts their contrast"
         )
+    for name, value in (("blob/sign", "-1"), ("ctf/amp_contrast", "0.1")):
+        if name not in data.fields():
+            notes.append(f"no {name}: {value} for every particle")
     ignored = [f for f in _HIGHER_ORDER if f in data.fields() and np.any(data[f] != _NEUTRAL[f])]
     if ignored:
         log.warning(
@@ -257,6 +259,7 @@ def read_cs(
     indices = np.asarray(data["blob/idx"] if "blob/idx" in data.fields() else np.arange(n))
     indices = indices.astype(np.int64)
     stacks = open_sources(sources, indices, path, index_base=0)
+    notes: list[str] = override_notes(apix, _column(data, "blob/psize_A", path, default=np.nan))
     file_apix = _column(data, "blob/psize_A", path, default=0.0)
     blob_apix = np.full(n, float(apix)) if apix else file_apix
     if not (blob_apix > 0).all():
@@ -272,13 +275,14 @@ def read_cs(
         source_file=path,
         rotations=pose_to_matrix(np.asarray(data["alignments3D/pose"]).reshape(n, 3)),
         shifts=-shift * scale[:, None],
-        ctf=_ctf(data, path),
+        ctf=_ctf(data, path, notes),
         source=sources,
         source_index=indices,
         optics_group=group,
         apix=blob_apix,
         box=_boxes(data, stacks, sources, path),
         subset=_subsets(data),
+        notes=notes,
     )
 
 
