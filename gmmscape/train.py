@@ -435,12 +435,14 @@ def train(
     *,
     inside: np.ndarray | None = None,
     frame: tuple[int, float] | None = None,
+    junk_reasons: dict[int, str] | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) one run; returns the loss history (one row per epoch).
 
     ``inside`` (N,) bool restricts which Gaussians may change (from a mask). ``frame``
     (box, apix) of the neutral GMM's map is where decoded maps go (default: the
-    particles' box).
+    particles' box). ``junk_reasons`` (table row -> reason, gmmscape.junk) names why
+    the features' junk rows are junk in junk.csv.
     """
     features, outdir = Path(features), Path(outdir)
     space = build_space(neutral, settings.mode, inside)
@@ -457,7 +459,8 @@ def train(
     }
     remove_orphans(outdir)
     manager = _open_checkpoints(run, outdir / "checkpoints", key, settings.epochs)
-    history, junk = run.saved_progress({r: "features" for r in info.junk_rows})
+    reasons = junk_reasons or {}
+    history, junk = run.saved_progress({r: reasons.get(r, "features") for r in info.junk_rows})
     if not bool(run.pretrained):
         loss = run.pretrain()
         log.info("train: decoder pre-trained to the neutral model (mse %.2e)", loss)
