@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 
-import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +13,19 @@ import train_data
 from train_data import BAND
 
 from gmmscape.features import compute_features
-from gmmscape.junk import JunkSettings, find_junk, flag_junk, junk_rows, plot_junk, robust_z
+from gmmscape.junk import (
+    JUNK_KINDS,
+    JunkSettings,
+    add_simulated_junk,
+    find_junk,
+    flag_junk,
+    junk_recovery,
+    junk_rows,
+    plot_junk,
+    robust_z,
+)
 from gmmscape.streaming import load_particles, read_rows
-
-KINDS = ("noise", "inverted", "zero", "blob")
+from gmmscape.train import TrainSettings, train
 
 
 def test_robust_z_is_the_normal_z_and_ignores_outliers():
@@ -30,37 +38,12 @@ def test_robust_z_is_the_normal_z_and_ignores_outliers():
     assert np.isnan(robust_z(spoiled)[-1])
 
 
-def add_junk(stack, fraction=0.05, seed=0):
-    """Replace a fraction of the images by junk, kinds in turn; returns {row: kind}."""
-    rng = np.random.default_rng(seed)
-    with mrcfile.mmap(stack, mode="r+") as mrc:
-        data = mrc.data
-        n, box, _ = data.shape
-        noise = float(np.median(data.std(axis=(1, 2))))
-        rows = rng.choice(n, int(round(fraction * n)), replace=False)
-        y, x = np.mgrid[:box, :box]
-        kinds = {}
-        for k, row in enumerate(rows):
-            kind = kinds[int(row)] = KINDS[k % 4]
-            if kind == "noise":  # as noisy as a particle image, without a particle
-                data[row] = rng.normal(0.0, noise, (box, box))
-            elif kind == "inverted":
-                data[row] = -data[row]
-            elif kind == "zero":
-                data[row] = 0.0
-            else:  # a blob of 3 pixels, twice as bright as the particle's brightest pixel
-                cy, cx = rng.uniform(4, box - 4, 2)
-                blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 3.0**2))
-                data[row] = data[row] + 2 * np.abs(data[row]).max() * blob
-    return kinds
-
-
 @pytest.fixture(scope="module")
 def junk_set(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("junk")
     root = train_data.dataset("composition", 50)
     shutil.copy(root / "import/stack.mrcs", tmp / "stack.mrcs")
-    kinds = add_junk(tmp / "stack.mrcs")
+    kinds = add_simulated_junk(tmp / "stack.mrcs")
     particles = load_particles(root / "import/particles.csv", tmp / "stack.mrcs")
     neutral = train_data.average_model(root)
     table = find_junk(neutral, particles, tmp / "junk.csv", **BAND)
@@ -69,13 +52,10 @@ def junk_set(tmp_path_factory):
 
 def test_junk_of_four_kinds_is_found_and_good_particles_kept(junk_set):
     tmp, particles, _, kinds, table = junk_set
-    flagged = (table["reason"] != "").to_numpy()
-    truth = np.zeros(particles.n, bool)
-    truth[list(kinds)] = True
-    per_kind = {kind: flagged[[r for r, k in kinds.items() if k == kind]].mean() for kind in KINDS}
-    print(f"junk flagged {flagged[truth].mean():.3f} {per_kind}, good {flagged[~truth].mean():.4f}")
-    assert flagged[truth].mean() >= 0.9 and min(per_kind.values()) >= 0.75
-    assert flagged[~truth].mean() <= 0.02
+    scores = junk_recovery(table, kinds)
+    print("fraction flagged:", {k: round(v, 4) for k, v in scores.items()})
+    assert scores["junk"] >= 0.9 and min(scores[k] for k in JUNK_KINDS) >= 0.75
+    assert scores["good"] <= 0.02
     assert (
         table.loc[[r for r, k in kinds.items() if k == "zero"], "reason"] == "constant image"
     ).all()
@@ -108,5 +88,10 @@ def test_junk_is_left_out_of_the_feature_statistics(junk_set):
     good = np.setdiff1d(np.arange(particles.n), list(rows))
     assert not features[list(rows)].any()
     np.testing.assert_allclose(features[good].mean(axis=0), 0.0, atol=1e-3)
-    settings = JunkSettings()
-    assert settings.threshold == 4.0
+    assert JunkSettings().threshold == 4.0
+    short = TrainSettings(epochs=1, hidden=(32, 32), pretrain_steps=5, chunk=256, **BAND)
+    train(neutral, particles, tmp / "f.npy", tmp / "run", short, junk_reasons=rows)
+    listed = pd.read_csv(tmp / "run/junk.csv").set_index("index")["reason"]
+    expected = {int(particles.index[r]): reason for r, reason in rows.items()}
+    assert listed.to_dict() == expected
+    assert not pd.read_csv(tmp / "run/latent.csv")["index"].isin(list(expected)).any()
