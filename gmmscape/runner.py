@@ -75,19 +75,37 @@ def shown(lines: Iterable[str]) -> Iterator[str]:
             yield line
 
 
-def failed_jobs(output: str) -> list[dict[str, str]]:
-    """Rule, wildcards, input and log of each "Error in rule" block of snakemake's output."""
-    jobs = []
-    for block in re.split(r"^Error in rule ", output, flags=re.M)[1:]:
+def _blocks(output: str, heading: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """(rule, {field: value}) of each block of snakemake's output opened by `heading`
+    ("rule NAME:" when a job starts, "Error in rule NAME:" when it fails)."""
+    for block in re.split(rf"^{heading}", output, flags=re.M)[1:]:
         name, _, rest = block.partition(":")
-        job = {"rule": name.strip()}
+        fields = {}
         for line in rest.splitlines()[1:]:
             match = re.match(r"^\s+(\w[\w-]*): (.*)$", line)
             if not match:
                 break
-            job[match.group(1)] = match.group(2)
-        job["log"] = job.get("log", "").replace(" (check log file(s) for error details)", "")
-        jobs.append(job)
+            fields[match.group(1)] = match.group(2)
+        yield name.strip(), fields
+
+
+def failed_jobs(output: str) -> list[dict[str, str]]:
+    """Rule, wildcards, input and log of each failed job in snakemake's output."""
+    wildcards = {
+        fields.get("jobid"): fields.get("wildcards", "")
+        for _, fields in _blocks(output, r"(?:local)?rule ")
+    }
+    jobs = []
+    for rule, fields in _blocks(output, "Error in rule "):
+        log = fields.get("log", "").replace(" (check log file(s) for error details)", "")
+        jobs.append(
+            {
+                "rule": rule,
+                "wildcards": wildcards.get(fields.get("jobid"), ""),
+                "input": fields.get("input", "none"),
+                "log": log,
+            }
+        )
     return jobs
 
 
@@ -97,11 +115,10 @@ def summary(output: str, code: int, configfiles: list[str]) -> list[str]:
         return []
     lines = []
     for job in failed_jobs(output):
-        wildcards = f" ({job['wildcards']})" if job.get("wildcards") else ""
+        wildcards = f" ({job['wildcards']})" if job["wildcards"] else ""
         log = job["log"] or "none (see .snakemake/log/)"
         lines.append(
-            f"gmmscape run: job {job['rule']}{wildcards} failed; input: "
-            f"{job.get('input', 'none')}; log: {log}"
+            f"gmmscape run: job {job['rule']}{wildcards} failed; input: {job['input']}; log: {log}"
         )
     if "Directory cannot be locked" in output:
         again = " ".join(["--configfile", *configfiles]) if configfiles else ""

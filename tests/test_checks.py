@@ -193,16 +193,16 @@ def test_run_names_bad_config_files(tmp_path, capsys):
 def test_run_ends_a_failed_job_with_one_line(tmp_path):
     """A job raising an unexpected exception: one line names the job, input and log."""
     scripts = REPO / "scripts"
-    (tmp_path / "in.txt").write_text("x\n")
+    (tmp_path / "in_a.txt").write_text("x\n")
     (tmp_path / "boom.py").write_text(
         f"import sys\nsys.path.insert(0, {str(scripts)!r})\nfrom rulekit import run\n"
         "def main(smk, progress):\n    {}['missing']\nrun(main)\n"
     )
     (tmp_path / "Snakefile").write_text(
-        "rule boom:\n    input: 'in.txt'\n    output: 'out.txt'\n    log: 'logs/boom.log'\n"
-        "    script: 'boom.py'\n"
+        "rule boom:\n    input: 'in_{x}.txt'\n    output: 'out_{x}.txt'\n"
+        "    log: 'logs/boom_{x}.log'\n    script: 'boom.py'\n"
     )
-    (tmp_path / ".out.txt.x1.tmp").write_text("left by a kill")
+    (tmp_path / ".out_a.txt.x1.tmp").write_text("left by a kill")
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("gmmscape")),
@@ -210,7 +210,7 @@ def test_run_ends_a_failed_job_with_one_line(tmp_path):
             "--cores",
             "1",
             "--show-failed-logs",
-            "out.txt",
+            "out_a.txt",
         ],
         cwd=tmp_path,
         text=True,
@@ -219,11 +219,11 @@ def test_run_ends_a_failed_job_with_one_line(tmp_path):
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
-    assert "error in rule boom: unexpected KeyError: 'missing' (input: in.txt)" in result.stderr
+    assert "error in rule boom: unexpected KeyError: 'missing' (input: in_a.txt)" in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last == "gmmscape run: job boom failed; input: in.txt; log: logs/boom.log"
-    assert "Traceback" in (tmp_path / "logs/boom.log").read_text()
-    assert not (tmp_path / ".out.txt.x1.tmp").exists()
+    assert last == "gmmscape run: job boom (x=a) failed; input: in_a.txt; log: logs/boom_a.log"
+    assert "Traceback" in (tmp_path / "logs/boom_a.log").read_text()
+    assert not (tmp_path / ".out_a.txt.x1.tmp").exists()
 
 
 def test_run_adds_cores_and_rerun_incomplete():
