@@ -186,7 +186,7 @@ def find_junk(
 
 def junk_rows(table: pd.DataFrame) -> dict[int, str]:
     """Table row -> reason of the junk particles of a junk table."""
-    reasons = table["reason"].fillna("")
+    reasons = table["reason"].astype("string").fillna("")  # read back: "" becomes NaN
     return {int(r): str(reasons[r]) for r in np.flatnonzero(reasons.to_numpy() != "")}
 
 
@@ -206,9 +206,12 @@ def plot_junk(
 
     junk = (table["reason"] != "").to_numpy()
     rows = np.flatnonzero(junk)[:examples]
-    fig = plt.figure(figsize=(12, 5.5), dpi=100)
-    grid = fig.add_gridspec(2, max(len(SIDES), examples, 1), height_ratios=[1.3, 1])
-    span = max(len(SIDES), examples, 1) // len(SIDES)
+    columns = max(len(SIDES), examples)
+    fig = plt.figure(figsize=(12, 5.5 if len(rows) else 3.2), dpi=100)
+    grid = fig.add_gridspec(
+        2 if len(rows) else 1, columns, height_ratios=[1.3, 1][: 1 + bool(len(rows))]
+    )
+    span = columns // len(SIDES)
     for k, name in enumerate(SIDES):
         ax = fig.add_subplot(grid[0, k * span : (k + 1) * span])
         z = table.get(f"{name}_z", pd.Series(np.zeros(len(table)))).to_numpy()
