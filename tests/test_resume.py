@@ -63,7 +63,9 @@ def outputs(run):
     return {name: pd.read_csv(run / name) for name in ("latent.csv", "loss.csv", "junk.csv")}
 
 
-def test_killed_and_resumed_run_equals_the_uninterrupted_one(data, tmp_path, monkeypatch, kill_at):
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(data, tmp_path, monkeypatch):
+    """Killed after the first epoch's checkpoint: the loss history, junk, optimizer and
+    random states must all come back from it."""
     particles, neutral, features, whole = data
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
