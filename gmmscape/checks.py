@@ -16,7 +16,7 @@ import mrcfile
 import numpy as np
 
 from .errors import InputError
-from .importer import even_odd
+from .importer import check_halves, even_odd
 from .io import ParticleRecords, open_stack, read_lst, read_star
 
 # Fewest particles per training run that PCA, UMAP and the classes work with.
@@ -144,23 +144,19 @@ def _check_sampled_images(path: str | os.PathLike, records: ParticleRecords) -> 
         )
 
 
-def run_sizes(records: ParticleRecords, split: bool, seed: int) -> dict[str, int]:
-    """Particles per training half: all, and even/odd (as split_halves makes them)."""
+def run_sizes(path: Path, records: ParticleRecords, split: bool, seed: int) -> dict[str, int]:
+    """Particles per training half: all, and even/odd (as the import splits them; with
+    `split`, an empty half is an error)."""
     subset = even_odd(records.subset, seed)
     sizes = {"all": len(subset)}
     if split:
+        check_halves(subset, split, path)
         sizes |= {"even": int((subset == 1).sum()), "odd": int((subset == 2).sum())}
     return sizes
 
 
 def check_sizes(path: str | os.PathLike, sizes: dict[str, int], config: dict) -> None:
     """Enough particles in every run for the latent space, PCA/UMAP and the classes."""
-    for half, count in sizes.items():
-        if count == 0:
-            raise InputError(
-                f"split: true, but the {half} half of {path} is empty (every _rlnRandomSubset "
-                "is the other half's); expected particles in both halves, or split: false"
-            )
     latent_dim = config["train"]["latent_dim"]
     needed = max(MIN_PARTICLES, latent_dim + 1)
     cluster = config["landscape"]["cluster"]
@@ -192,4 +188,4 @@ def check_particles(config: dict) -> None:
     path = Path(config["particles"])
     records = read_records(path, config["apix"])
     check_records(path, records)
-    check_sizes(path, run_sizes(records, config["split"], config["seed"]), config)
+    check_sizes(path, run_sizes(path, records, config["split"], config["seed"]), config)

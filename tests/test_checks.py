@@ -144,7 +144,7 @@ def test_counts_against_latent_dimension_classes_and_halves(tmp_path):
         check(path, **{"landscape.cluster.n_clusters": 30})
     check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "bic"})
     path, _ = particles_file(tmp_path, n=24, rlnRandomSubset=np.ones(24, int))
-    with pytest.raises(InputError, match="split: true, but the odd half .* is empty"):
+    with pytest.raises(InputError, match=r"half 2 \(odd\) is empty.*split: true needs both"):
         check(path, split=True)
     check(path)
 
