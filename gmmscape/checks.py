@@ -176,7 +176,8 @@ def check_sizes(path: str | os.PathLike, sizes: dict[str, int], config: dict) ->
 def check_config(config: dict) -> None:
     """Combinations of keys that the schema alone cannot reject."""
     landscape = config["landscape"]
-    if landscape["cluster"]["space"] == "umap" and not landscape["umap"]:
+    cluster = landscape["cluster"]
+    if cluster["method"] != "auto" and cluster["space"] == "umap" and not landscape["umap"]:
         raise InputError(
             "landscape.cluster.space: 'umap' needs landscape.umap: true; "
             "expected umap: true or space latent or pca"

@@ -141,8 +141,9 @@ def test_counts_against_latent_dimension_classes_and_halves(tmp_path):
     with pytest.raises(InputError, match=r"^particles: the even run .* has 12 particles, .* 13"):
         check(path, split=True, **{"train.latent_dim": 12})
     with pytest.raises(InputError, match="n_clusters: 30 classes asked for, but the all run"):
-        check(path, **{"landscape.cluster.n_clusters": 30})
+        check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "kmeans"})
     check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "bic"})
+    check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "auto"})
     path, _ = particles_file(tmp_path, n=24, rlnRandomSubset=np.ones(24, int))
     with pytest.raises(InputError, match=r"half 2 \(odd\) is empty.*split: true needs both"):
         check(path, split=True)
@@ -150,9 +151,11 @@ def test_counts_against_latent_dimension_classes_and_halves(tmp_path):
 
 
 def test_cluster_space_umap_needs_umap():
+    spectral = {"landscape.umap": False, "landscape.cluster.method": "spectral"}
     with pytest.raises(InputError, match="landscape.cluster.space: 'umap' needs landscape.umap"):
-        checks.check_config(config(**{"landscape.umap": False}))
-    checks.check_config(config(**{"landscape.umap": False, "landscape.cluster.space": "pca"}))
+        checks.check_config(config(**spectral))
+    checks.check_config(config(**spectral, **{"landscape.cluster.space": "pca"}))
+    checks.check_config(config(**{"landscape.umap": False, "landscape.cluster.method": "auto"}))
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
