@@ -22,7 +22,7 @@ test: install
 	$(BIN)/python -m pytest -q --durations=12 tests
 
 run: install
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config.yaml
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores 1 --configfile config.yaml \
 		--report $$($(BIN)/python -m gmmscape.cli where --configfile config.yaml --outdir-only)/report.html
 	@$(BIN)/python -m gmmscape.cli where --configfile config.yaml

@@ -256,7 +256,28 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     print(summary.to_string(index=False))
 
 
-Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]
+def add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="workflow config file(s), later ones win (default: the workflow's config.yaml); "
+        "every other argument goes to snakemake (targets, --cores, --profile, -n, --unlock)",
+    )
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Run the workflow (snakemake): one-line errors, reruns after a kill just work."""
+    from .runner import run_workflow
+
+    return run_workflow(args.configfile, args.passthrough)
+
+
+Command = tuple[
+    Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]
+]
 COMMANDS: dict[str, Command] = {
     "simulate": (add_simulate, run_simulate),
     "where": (add_where, run_where),
@@ -264,7 +285,10 @@ COMMANDS: dict[str, Command] = {
     "import": (add_import, run_import),
     "subset": (add_subset, run_subset),
     "reconstruct": (add_reconstruct, run_reconstruct),
+    "run": (add_run, run_run),
 }
+
+PASSTHROUGH = {"run"}  # commands whose unknown arguments go on to another program
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,14 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(argv)
+    if passthrough and args.command not in PASSTHROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    args.passthrough = passthrough
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        COMMANDS[args.command][1](args)
+        return COMMANDS[args.command][1](args) or 0
     except InputError as err:
         print(f"gmmscape {args.command}: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

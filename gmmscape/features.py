@@ -88,9 +88,15 @@ def _gradient_function(grid: FourierGrid, n_gaussians: int) -> Callable:
 
 
 def _raw_pass(
-    gmm: np.ndarray, particles: ParticleSet, grid: FourierGrid, out: Path, batch: int
+    gmm: np.ndarray,
+    particles: ParticleSet,
+    grid: FourierGrid,
+    out: Path,
+    batch: int,
+    exclude: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Write raw gradients into `out`; return per-column sum and sum of squares, and junk."""
+    """Write raw gradients into `out`; return per-column sum and sum of squares, and junk
+    (the `exclude`d rows and those with non-finite images or gradients)."""
     gradients = _gradient_function(grid, len(gmm))
     model = tf.constant(gmm, tf.float32)
     total = np.zeros(gmm.size, np.float64)
@@ -104,6 +110,7 @@ def _raw_pass(
         ).numpy()
         grad = grad.reshape(len(rows), -1)
         bad = ~np.isfinite(images).all(axis=(1, 2)) | ~np.isfinite(grad).all(axis=1)
+        bad |= exclude[rows]
         grad[bad] = 0.0
         junk[rows] = bad
         write_rows(out, rows[0], grad)
@@ -130,8 +137,13 @@ def compute_features(
     res_lo: float | None,
     res_hi: float | None,
     batch: int = 64,
+    exclude: np.ndarray | None = None,
 ) -> FeatureInfo:
-    """Write the normalised gradient features of every particle to `out` (.npy) + sidecar."""
+    """Write the normalised gradient features of every particle to `out` (.npy) + sidecar.
+
+    ``exclude``: table rows already known to be junk (gmmscape.junk), treated like
+    particles with non-finite images: zero rows, outside the statistics, in junk_rows.
+    """
     gmm = np.asarray(gmm, dtype=np.float32)
     grid = FourierGrid(particles.box, particles.apix, res_lo, res_hi)
     n, width = particles.n, gmm.size
@@ -146,7 +158,9 @@ def compute_features(
     out = Path(out)
     with atomic_output(out) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width)).flush()
-        total, total_sq, junk = _raw_pass(gmm, particles, grid, tmp, batch)
+        excluded = np.zeros(n, bool)
+        excluded[np.asarray(exclude if exclude is not None else [], dtype=np.int64)] = True
+        total, total_sq, junk = _raw_pass(gmm, particles, grid, tmp, batch, excluded)
         n_good = int((~junk).sum())
         if n_good == 0:
             raise InputError(f"{particles.table}: every particle is junk (non-finite images)")

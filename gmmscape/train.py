@@ -10,7 +10,14 @@ encoder could inflate the latents until the noise no longer mattered).
 
 Particles stream from disk in shuffled chunks (gmmscape.streaming); a batch with a
 non-finite loss is not applied: its junk particles are reported and skipped, and the
-rest of the batch is retried. A killed run restarts from its last epoch checkpoint.
+rest of the batch is retried.
+
+A killed run restarts from its last epoch checkpoint and continues exactly as if it had
+never stopped: the checkpoint holds the networks, the optimizer's moments, every random
+generator (latent noise, dropout), the junk found so far and the loss history, and the
+epoch's shuffled order is a function of (seed, epoch). Checkpoints are keyed on the
+settings and on checksums of the GMM, the features and the particle table, so a run on
+other data never continues a model it did not train.
 
 A run writes into ``outdir``: ``encoder.keras``, ``decoder.keras``, ``decoder.json``
 (what gmmscape.decode needs besides the network), ``loss.csv``, ``loss.png``,
@@ -20,6 +27,7 @@ A run writes into ``outdir``: ``encoder.keras``, ``decoder.keras``, ``decoder.js
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -115,6 +123,7 @@ class Run:
     noise: tf.random.Generator
     epoch: tf.Variable
     pretrained: tf.Variable
+    progress: tf.Variable  # JSON {"history": [...], "junk": {row: reason}}, saved with the rest
 
     @classmethod
     def build(cls, settings: TrainSettings, space: GmmSpace, grid: FourierGrid) -> Run:
@@ -136,17 +145,40 @@ class Run:
             tf.random.Generator.from_seed(settings.seed),
             tf.Variable(0, dtype=tf.int64, name="epoch"),
             tf.Variable(False, name="pretrained"),
+            tf.Variable("{}", dtype=tf.string, name="progress"),
         )
 
     def checkpoint(self) -> tf.train.Checkpoint:
+        """Everything a resumed run needs to continue bit for bit. Keras does not track its
+        dropout layers' seed generators for tf.train.Checkpoint: they are listed here."""
+        seeds = [
+            v
+            for model in (self.encoder, self.decoder)
+            for v in model.non_trainable_variables
+            if "seed_generator" in v.path
+        ]
         return tf.train.Checkpoint(
             encoder=self.encoder,
             decoder=self.decoder,
+            dropout_seeds=seeds,
             optimizer=self.optimizer,
             noise=self.noise,
             epoch=self.epoch,
             pretrained=self.pretrained,
+            progress=self.progress,
         )
+
+    def saved_progress(self, junk: dict[int, str]) -> tuple[list[dict], dict[int, str]]:
+        """The loss history and junk of the restored checkpoint (`junk` when fresh)."""
+        saved = json.loads(self.progress.numpy().decode())
+        if not saved:
+            return [], dict(junk)
+        return saved["history"], {int(row): reason for row, reason in saved["junk"].items()}
+
+    def save(self, manager: tf.train.CheckpointManager, history: list[dict], junk: dict) -> None:
+        """Checkpoint the networks together with what the epochs so far found."""
+        self.progress.assign(json.dumps({"history": history, "junk": junk}))
+        manager.save()
 
     def pretrain(self) -> float:
         """Latent 0 plus the noise -> the neutral model: regress network-space parameters."""
@@ -315,15 +347,55 @@ def _save_model(model: keras.Model, path: Path) -> None:
         os.replace(staged, path)
 
 
-def _open_checkpoints(run: Run, directory: Path, key: dict) -> tf.train.CheckpointManager:
-    """Restore the latest checkpoint of the same run settings; start afresh otherwise."""
-    key = json.loads(json.dumps(key))  # as stored: tuples become lists
+def file_checksum(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (features, particle table): the data a run learned from."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def remove_orphans(outdir: Path) -> None:
+    """Delete what a killed run leaves half-written: hidden temporary outputs
+    (io.common.atomic_output, _save_model) and TensorFlow's temporary checkpoint shards."""
+    leftovers = [*outdir.glob(".*.tmp"), *outdir.glob(".save.*")]
+    leftovers += (outdir / "checkpoints").glob("*_temp*")
+    for path in leftovers:
+        log.info("train: removing %s left by an interrupted run", path)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _stale_reason(directory: Path, key: dict, epochs: int) -> str | None:
+    """Why the checkpoints in `directory` must not be resumed (None: resume them)."""
     key_file = directory / "run.json"
-    if directory.exists() and (not key_file.is_file() or json.loads(key_file.read_text()) != key):
-        log.warning("train: %s holds checkpoints of other settings; starting afresh", directory)
-        shutil.rmtree(directory)
+    if not key_file.is_file():
+        return "no run.json names what they were trained on"
+    stored = json.loads(key_file.read_text())
+    changed = sorted(k for k in key.keys() | stored.keys() if stored.get(k) != key.get(k))
+    if changed:
+        return f"they were trained on other data or settings ({', '.join(changed)} differ)"
+    latest = tf.train.latest_checkpoint(directory)
+    if latest:
+        done = int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+        if done > epochs:
+            return f"they are at epoch {done}, beyond the {epochs} epochs asked for"
+    return None
+
+
+def _open_checkpoints(
+    run: Run, directory: Path, key: dict, epochs: int
+) -> tf.train.CheckpointManager:
+    """Restore the latest checkpoint of the same data and settings; start afresh otherwise,
+    saying why in one log line."""
+    key = json.loads(json.dumps(key))  # as stored: tuples become lists
+    if directory.exists():
+        reason = _stale_reason(directory, key, epochs)
+        if reason:
+            log.warning(
+                "train: not resuming the checkpoints in %s: %s; starting afresh", directory, reason
+            )
+            shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(json.dumps(key, indent=1) + "\n")
+    with atomic_output(directory / "run.json") as tmp:
+        tmp.write_text(json.dumps(key, indent=1) + "\n")
     checkpoint = run.checkpoint()
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
     if manager.latest_checkpoint:
@@ -363,12 +435,14 @@ def train(
     *,
     inside: np.ndarray | None = None,
     frame: tuple[int, float] | None = None,
+    junk_reasons: dict[int, str] | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) one run; returns the loss history (one row per epoch).
 
     ``inside`` (N,) bool restricts which Gaussians may change (from a mask). ``frame``
     (box, apix) of the neutral GMM's map is where decoded maps go (default: the
-    particles' box).
+    particles' box). ``junk_reasons`` (table row -> reason, gmmscape.junk) names why
+    the features' junk rows are junk in junk.csv.
     """
     features, outdir = Path(features), Path(outdir)
     space = build_space(neutral, settings.mode, inside)
@@ -380,20 +454,21 @@ def train(
     key = settings.shape_key() | {
         "gmm_sha256": gmm_checksum(space.neutral),
         "free": space.to_dict()["free"],
+        "features_sha256": file_checksum(features),
+        "table_sha256": file_checksum(particles.table),
     }
-    manager = _open_checkpoints(run, outdir / "checkpoints", key)
+    remove_orphans(outdir)
+    manager = _open_checkpoints(run, outdir / "checkpoints", key, settings.epochs)
+    reasons = junk_reasons or {}
+    history, junk = run.saved_progress({r: reasons.get(r, "features") for r in info.junk_rows})
     if not bool(run.pretrained):
         loss = run.pretrain()
         log.info("train: decoder pre-trained to the neutral model (mse %.2e)", loss)
         run.pretrained.assign(True)
-        manager.save()
+        run.save(manager, history, junk)
     loss_path = outdir / "loss.csv"
-    done = int(run.epoch)
-    history = pd.read_csv(loss_path) if loss_path.is_file() and done else pd.DataFrame()
-    history = history[history["epoch"] <= done] if len(history) else history
-    junk = {r: "features" for r in info.junk_rows}
     step = run.train_step()
-    for epoch in range(done, settings.epochs):
+    for epoch in range(int(run.epoch), settings.epochs):
         stats = _run_epoch(run, step, particles, features, junk, epoch)
         log.info(
             "train %s: epoch %d/%d loss %.5f (1-FRC %.5f) %d particles, %d junk, %.1f s (%.0f/s)",
@@ -408,9 +483,11 @@ def train(
             stats.particles / max(stats.seconds, 1e-9),
         )
         run.epoch.assign(epoch + 1)
-        manager.save()
-        history = pd.concat([history, pd.DataFrame([asdict(stats)])], ignore_index=True)
-        _write_csv(history, loss_path)
+        history.append(asdict(stats))
+        run.save(manager, history, junk)
+        _write_csv(pd.DataFrame(history), loss_path)
+    history = pd.DataFrame(history)
+    _write_csv(history, loss_path)
     _save_model(run.encoder, outdir / "encoder.keras")
     _save_model(run.decoder, outdir / "decoder.keras")
     box, apix = frame or (particles.box, particles.apix)
@@ -427,8 +504,7 @@ def train(
     _write_latent(run, particles, features, junk, outdir / "latent.csv")
     junk_frame = pd.DataFrame({"index": particles.index[list(junk)], "reason": list(junk.values())})
     _write_csv(junk_frame, outdir / "junk.csv")
-    if len(history):
-        _plot_loss(history, outdir / "loss.png")
+    _plot_loss(history, outdir / "loss.png")
     return history
 
 

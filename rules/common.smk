@@ -6,13 +6,17 @@ mismatched input stops the run with one message before any job starts.
 
 import math
 import os
+import sys
 
 import mrcfile
 from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from gmmscape.choices import CHOICE_KEYS, LEVELS
+sys.path.insert(0, workflow.basedir)  # this checkout's gmmscape first
+from gmmscape import checks  # noqa: E402
+from gmmscape.choices import CHOICE_KEYS, LEVELS  # noqa: E402
+from gmmscape.errors import InputError  # noqa: E402
 
 
 def validate_config():
@@ -48,8 +52,19 @@ def map_header(key, path):
     return (int(header.nz), int(header.ny), int(header.nx)), config["apix"] or voxel
 
 
+def checked(check, *args, **kwargs):
+    """Call a gmmscape.checks function; its InputError stops the run with its one line."""
+    try:
+        return check(*args, **kwargs)
+    except InputError as err:
+        fail(str(err))
+
+
 def check_inputs():
-    """Check the user's input files and their boxes (the demo's are made by a rule)."""
+    """Check the config's combinations, the user's input files and their boxes, and the
+    particles' content (the demo's inputs are made by a rule). The content checks read
+    the files, so they run once, in the main process, not again in every cluster job."""
+    checked(checks.check_config, config)
     if config["particles"] == "demo":
         for key in ("map", "mask", "half_maps"):
             if config[key] is not None:
@@ -68,10 +83,13 @@ def check_inputs():
     if config["map"] is None:
         fail("map: the consensus map (.mrc) is required when particles is a file")
     box, apix = map_header("map", config["map"])
+    checked(checks.check_volume, "map", config["map"])
     others = {"mask": config["mask"]}
     others.update(zip(("half_maps[0]", "half_maps[1]"), config["half_maps"] or ()))
     for key, path in others.items():
         shape, voxel = map_header(key, path) if path is not None else (box, apix)
+        if path is not None:
+            checked(checks.check_volume, key, path, mask=key == "mask")
         if shape != box:
             fail(
                 f"{key}: box {'x'.join(map(str, shape))} of {path} differs "
@@ -82,8 +100,12 @@ def check_inputs():
                 f"{key}: voxel size {voxel:.4g} A of {path} differs from the map's "
                 f"{apix:.4g} A ({config['map']}); set apix if a header is wrong"
             )
+    if config["train"]["mask"] is not None:
+        checked(checks.check_volume, "train.mask", config["train"]["mask"], mask=True)
     if config["box"] is not None and config["box"] > box[-1]:
         fail(f"box: training box {config['box']} is larger than the map's box {box[-1]}")
+    if workflow.is_main_process:
+        checked(checks.check_particles, config)
 
 
 def config_value(key):

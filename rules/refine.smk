@@ -32,6 +32,7 @@ rule refine_features:
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         choices=out("choices.yaml"),
+        junk=out("junk/{half}.csv"),
     output:
         features=out("refine/round_{round}/features_{half}.npy"),
         info=out("refine/round_{round}/features_{half}.json"),
@@ -61,6 +62,7 @@ rule refine_train:
         gmm=out("gmm/{half}/neutral.txt"),
         mask=lambda wc: train_mask(wc),
         choices=out("choices.yaml"),
+        junk=out("junk/{half}.csv"),
     output:
         latent=round_run("latent.csv"),
         encoder=round_run("encoder.keras"),

@@ -1,6 +1,7 @@
-"""Heterogeneity training per half (all; even and odd with `split: true`): the gradient
-features of the half's particles against its own neutral GMM, then one run per mode
-in `train.modes`, written to train/{mode}_{half}/ (e.g. amplitude_all, position_even).
+"""Heterogeneity training per half (all; even and odd with `split: true`): junk particles
+(statistical outliers, junk/{half}.csv), the gradient features of the half's other
+particles against its own neutral GMM, then one run per mode in `train.modes`, written
+to train/{mode}_{half}/ (e.g. amplitude_all, position_even).
 """
 
 TRAIN = config["train"]
@@ -12,12 +13,44 @@ wildcard_constraints:
     mode="amplitude|position|all|rigid",
 
 
+rule junk:
+    input:
+        table=out("import/{half}.csv"),
+        stack=out("import/stack.mrcs"),
+        gmm=out("gmm/{half}/neutral.txt"),
+        choices=out("choices.yaml"),
+    output:
+        table=out("junk/{half}.csv"),
+        plot=report(
+            out("junk/{half}.png"),
+            caption="../report/junk.rst",
+            category="Junk particles",
+            subcategory="{half}",
+        ),
+    params:
+        junk=config["junk"],
+        train=TRAIN,
+    log:
+        out("logs/junk/{half}.log"),
+    benchmark:
+        out("benchmarks/junk/{half}.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=runtime(60),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/junk.py"
+
+
 rule features:
     input:
         table=posed_half_table,  # import/{half}.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         choices=out("choices.yaml"),
+        junk=out("junk/{half}.csv"),
     output:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
@@ -45,6 +78,7 @@ rule train:
         table=posed_half_table,  # import/{half}.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
+        junk=out("junk/{half}.csv"),
         mask=train_mask,
         choices=out("choices.yaml"),
     output:

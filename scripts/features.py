@@ -6,8 +6,11 @@ from rulekit import Progress, run, with_choices
 
 
 def main(smk: Any, progress: Progress) -> None:
+    import pandas as pd
+
     from gmmscape.features import compute_features
     from gmmscape.gmmio import read_text
+    from gmmscape.junk import junk_rows
     from gmmscape.streaming import load_particles
     from gmmscape.train import check_extent
 
@@ -17,7 +20,12 @@ def main(smk: Any, progress: Progress) -> None:
     band = with_choices(smk, "train", smk.params.train)
     progress(f"features {smk.wildcards.half}: {particles.n} particles, {len(neutral)} Gaussians")
     info = compute_features(
-        neutral, particles, smk.output.features, res_lo=band["res_lo"], res_hi=band["res_hi"]
+        neutral,
+        particles,
+        smk.output.features,
+        res_lo=band["res_lo"],
+        res_hi=band["res_hi"],
+        exclude=list(junk_rows(pd.read_csv(smk.input.junk))),
     )
     progress(f"features {smk.wildcards.half}: done, {len(info.junk_rows)} junk particles")
 

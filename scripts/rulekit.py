@@ -7,9 +7,11 @@ Importing it
 - sends the script's output (print, logging, C libraries) to the rule's log file,
   before TensorFlow is imported, so that its start-up messages land there too.
 
-`run(main)` then calls main(snakemake, progress): progress lines go to the log and to
-the terminal, and a gmmscape.errors.InputError ends the job with its one-line message
-instead of a traceback.
+`run(main)` first deletes the hidden temporary files a killed run of the same job left
+beside its outputs (gmmscape.io.common.atomic_output), then calls main(snakemake,
+progress): progress lines go to the log and to the terminal, a gmmscape.errors.InputError
+ends the job with its one-line message instead of a traceback, and any other exception
+with one line naming the job, its input and its log (the traceback goes to the log).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,12 +48,32 @@ def progress(message: str) -> None:
     print(message, file=_TERMINAL)
 
 
+def remove_orphans(outputs: list[str]) -> None:
+    """Hidden temporary files (.{name}.*.tmp) of this job's outputs left by a killed run."""
+    for output in outputs:
+        path = Path(output)
+        for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+            progress(f"removing {orphan}, left by an interrupted run")
+            orphan.unlink(missing_ok=True)
+
+
 def run(main: Callable[[Any, Progress], None]) -> None:
-    """Call main(snakemake, progress); an InputError becomes its message and exit code 1."""
+    """Call main(snakemake, progress); an InputError becomes its message and exit code 1,
+    any other exception one line on the terminal and its traceback in the log."""
+    remove_orphans(list(SNAKEMAKE.output))
     try:
         main(SNAKEMAKE, progress)
     except InputError as err:
         progress(f"error in rule {SNAKEMAKE.rule}: {err}")
+        sys.exit(1)
+    except Exception as err:
+        traceback.print_exc()
+        inputs = ", ".join(SNAKEMAKE.input) or "none"
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        progress(
+            f"error in rule {SNAKEMAKE.rule}: unexpected {message} (input: {inputs}); "
+            f"traceback in {SNAKEMAKE.log[0]}"
+        )
         sys.exit(1)
 
 

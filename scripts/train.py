@@ -9,7 +9,10 @@ WORKFLOW_KEYS = ("modes", "mask")  # train: keys that choose runs, not settings 
 
 
 def main(smk: Any, progress: Progress) -> None:
+    import pandas as pd
+
     from gmmscape.gmmio import read_text
+    from gmmscape.junk import junk_rows
     from gmmscape.streaming import load_particles
     from gmmscape.train import check_extent, mask_inside, settings_from_config, train
 
@@ -26,7 +29,14 @@ def main(smk: Any, progress: Progress) -> None:
     progress(f"train {run_name}: {particles.n} particles, {len(neutral)} Gaussians ({free} free)")
     outdir = Path(smk.output.latent).parent
     history = train(
-        neutral, particles, smk.input.features, outdir, settings, inside=inside, frame=(box, apix)
+        neutral,
+        particles,
+        smk.input.features,
+        outdir,
+        settings,
+        inside=inside,
+        frame=(box, apix),
+        junk_reasons=junk_rows(pd.read_csv(smk.input.junk)),
     )
     progress(f"train {run_name}: done, final loss {history['loss'].iloc[-1]:.5f}")
 

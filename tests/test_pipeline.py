@@ -60,9 +60,11 @@ def write_config(workdir: Path, config: dict) -> str:
 
 
 def write_mrc(path: Path, box: int, apix: float = 2.0) -> str:
-    """An empty cubic map; the workflow's checks read only its header."""
+    """A cubic map of positive density (a box of 1s with a peak)."""
+    data = np.ones((box, box, box), dtype=np.float32)
+    data[box // 2, box // 2, box // 2] = 2.0
     with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(np.zeros((box, box, box), dtype=np.float32))
+        mrc.set_data(data)
         mrc.voxel_size = apix
     return str(path)
 
