@@ -7,10 +7,9 @@ is a group of Gaussians that fades together. So ``find_classes``
 
 1. decodes every particle's latent vector and takes the leading principal components
    of the decoded amplitudes (``AMPLITUDE_COMPONENTS``);
-2. looks there for *distinct* groups (``distinct_groups``): Gaussian mixtures of
-   1..max_clusters components, the count chosen by BIC, then components merged unless
-   the density between them dips below ``DIP`` of the lower of their two peaks (a
-   mixture splits a continuum too; only a real gap between states survives);
+2. looks there for *distinct* groups (``distinct_groups``): groups are split in two
+   while the density between the halves dips below ``DIP`` of the lower of their two
+   peaks (any split cuts a continuum too; only a real gap between states counts);
 3. if the amplitudes show no distinct groups, looks for them in the whitened latent
    space the same way;
 4. if neither does, the landscape is one continuous class.
@@ -22,14 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import gaussian_kde
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
 
 AMPLITUDE_COMPONENTS = 3
 DIP = 0.5  # density at the valley / lower peak density below which two groups are distinct
 MIN_SHARE = 0.05  # a group smaller than this share of the particles is not a state
 GRID = 64  # points along the line between two component means
-FIT_POINTS = 20_000  # mixtures are fitted to at most this many points, then label all
+FIT_POINTS = 20_000  # splits are fitted to at most this many points, then label all
 
 
 def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,44 +49,38 @@ def valley_ratio(a: np.ndarray, b: np.ndarray) -> float:
     return float(density.min() / peaks) if peaks > 0 else 1.0
 
 
-def _merge(labels: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Join mixture components that are not separated by a density dip (union-find)."""
-    parent = list(range(int(labels.max()) + 1))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            k = parent[k]
-        return k
-
-    for i in range(len(parent)):
-        for j in range(i + 1, len(parent)):
-            a, b = points[labels == i], points[labels == j]
-            if len(a) and len(b) and valley_ratio(a, b) >= DIP:
-                parent[root(j)] = root(i)
-    roots = np.array([root(k) for k in labels])
-    return np.unique(roots, return_inverse=True)[1]
+def _bisect(points: np.ndarray, seed: int) -> np.ndarray:
+    """Two-means split (bool: the second group) of points (n, d)."""
+    return KMeans(2, n_init=4, random_state=seed).fit_predict(points).astype(bool)
 
 
 def distinct_groups(points: np.ndarray, max_clusters: int, seed: int = 0) -> np.ndarray:
-    """Labels 0.. of the distinct groups of points (n, d); all 0 when there are none."""
+    """Labels 0.. of the distinct groups of points (n, d); all 0 when there are none.
+
+    Divisive: a group is split in two (2-means) when the halves hold at least MIN_SHARE
+    of the particles each and the density between them dips below DIP; each half is then
+    tried again, up to max_clusters groups. A continuum (a motion) never dips, so it
+    stays whole however it is cut, and a state gap is found whatever moves within it.
+    """
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
     rng = np.random.default_rng(seed)
-    fit = points[rng.choice(n, FIT_POINTS, replace=False)] if n > FIT_POINTS else points
-    models = [
-        GaussianMixture(k, n_init=2, random_state=seed).fit(fit)
-        for k in range(1, min(max_clusters, len(fit)) + 1)
-    ]
-    best = models[int(np.argmin([m.bic(fit) for m in models]))]
-    labels = _merge(best.predict(points), points)
-    share = np.bincount(labels) / n
-    if (share < MIN_SHARE).any():  # tiny groups join their nearest large one
-        keep = np.flatnonzero(share >= MIN_SHARE)
-        centres = np.stack([points[labels == k].mean(axis=0) for k in keep])
-        small = ~np.isin(labels, keep)
-        nearest = np.argmin(((points[small, None] - centres[None]) ** 2).sum(-1), axis=1)
-        labels[small] = keep[nearest]
-        labels = np.unique(labels, return_inverse=True)[1]
+    labels = np.zeros(n, dtype=np.int64)
+    pending = [0]
+    while pending and labels.max() + 1 < max_clusters:
+        group = pending.pop(0)
+        members = np.flatnonzero(labels == group)
+        if len(members) < 2 * MIN_SHARE * n:
+            continue
+        fit = members if len(members) <= FIT_POINTS else rng.choice(members, FIT_POINTS, False)
+        second = _bisect(points[fit], seed)
+        a, b = points[fit[~second]], points[fit[second]]
+        if min(len(a), len(b)) < MIN_SHARE * len(fit) or valley_ratio(a, b) >= DIP:
+            continue
+        centres = np.stack([a.mean(axis=0), b.mean(axis=0)])
+        nearest = ((points[members, None] - centres[None]) ** 2).sum(-1).argmin(axis=1)
+        labels[members[nearest == 1]] = labels.max() + 1
+        pending += [group, int(labels.max())]
     return labels
 
 
