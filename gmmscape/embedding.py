@@ -26,7 +26,7 @@ def latent_columns(frame: pd.DataFrame) -> list[str]:
     while f"z{len(columns)}" in frame.columns:
         columns.append(f"z{len(columns)}")
     if not columns:
-        raise InputError("latent table: expected columns z0, z1, ... (DESIGN.md latent.csv)")
+        raise InputError("latent table: expected columns z0, z1, ... (the latent.csv contract, README Outputs)")
     return columns
 
 
@@ -118,7 +118,7 @@ def make_landscape(
     amplitudes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The landscape table of the trained particles (``with_junk`` adds the junk ones for
-    DESIGN.md latent.csv): the training latent table plus ``pc0, pc1[, umap0, umap1]`` and
+    the latent.csv contract): the training latent table plus ``pc0, pc1[, umap0, umap1]`` and
     ``cluster``, clustered in ``space`` (``latent``: z columns, ``pca``: all PCs
     whitened, ``umap``: the 2D UMAP view); the ``auto`` method always takes the latent
     vectors and the decoded ``amplitudes`` (n, N) of the same particles."""
@@ -140,7 +140,7 @@ def make_landscape(
 
 
 def with_junk(table: pd.DataFrame, junk_index: np.ndarray) -> pd.DataFrame:
-    """A landscape table with one row per particle of the run (DESIGN.md latent.csv), by
+    """A landscape table with one row per particle of the run (the latent.csv contract, README Outputs), by
     ``index``: training leaves junk particles (non-finite image or loss, train/{run}/junk.csv)
     out of its latent table, so they come back here with NaN latent and view coordinates
     and cluster -1 (unassigned), and results still join back to every input row."""

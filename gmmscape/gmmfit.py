@@ -1,4 +1,4 @@
-"""Neutral GMM of a consensus map, coarse to fine (paper, Methods; DESIGN.md stage 2).
+"""Neutral GMM of a consensus map, coarse to fine (paper, Methods).
 
 A level seeds (or splits) Gaussians and fits them to the map with Adam by maximising
 the mean Fourier shell correlation between the GMM and the map over shells 1 to the

@@ -1,4 +1,4 @@
-"""Junk particles in the landscape table (DESIGN.md latent.csv: one row per particle):
+"""Junk particles in the landscape table (the latent.csv contract: one row per particle):
 present, by index, with no latent and cluster -1, and left out of the class counts,
 class subsets, PCA, nearest-particle searches and plots."""
 

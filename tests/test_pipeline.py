@@ -298,7 +298,7 @@ def test_tiny_demo_end_to_end(tiny_run):
 
 
 def test_tiny_demo_writes_the_latent_contract(tiny_run):
-    """DESIGN.md: landscape/{run}/latent.csv has one row per input particle, by index;
+    """The latent.csv contract: landscape/{run}/latent.csv has one row per input particle, by index;
     junk particles have an empty latent and cluster -1."""
     results = tiny_run["workdir"] / "results"
     latent = pd.read_csv(results / "landscape/all_all/latent.csv")
