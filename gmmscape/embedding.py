@@ -26,7 +26,9 @@ def latent_columns(frame: pd.DataFrame) -> list[str]:
     while f"z{len(columns)}" in frame.columns:
         columns.append(f"z{len(columns)}")
     if not columns:
-        raise InputError("latent table: expected columns z0, z1, ... (the latent.csv contract, README Outputs)")
+        raise InputError(
+            "latent table: expected columns z0, z1, ... (the latent.csv contract, README Outputs)"
+        )
     return columns
 
 
@@ -140,7 +142,7 @@ def make_landscape(
 
 
 def with_junk(table: pd.DataFrame, junk_index: np.ndarray) -> pd.DataFrame:
-    """A landscape table with one row per particle of the run (the latent.csv contract, README Outputs), by
+    """A landscape table with one row per particle of the run (README: latent.csv), by
     ``index``: training leaves junk particles (non-finite image or loss, train/{run}/junk.csv)
     out of its latent table, so they come back here with NaN latent and view coordinates
     and cluster -1 (unassigned), and results still join back to every input row."""
