@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from .errors import InputError
 from .io.common import atomic_output
-from .projection import FourierGrid, images_ft, particle_gradients
+from .projection import FourierGrid, images_ft, particle_gradients, particle_graph
 from .streaming import ParticleSet, read_rows, sequential_chunks, write_rows
 
 log = logging.getLogger(__name__)
@@ -69,22 +69,7 @@ def sidecar_path(features: str | os.PathLike) -> Path:
 
 def _gradient_function(grid: FourierGrid, n_gaussians: int) -> Callable:
     """particle_gradients as a graph with a fixed signature (one trace for every batch)."""
-    ny, nx = grid.shape
-    spec = tf.TensorSpec
-
-    @tf.function(
-        input_signature=[
-            spec((n_gaussians, 5), tf.float32),
-            spec((None, 3, 3), tf.float32),
-            spec((None, 2), tf.float32),
-            spec((None, ny, nx), tf.float32),
-            spec((None, ny, nx), tf.float32),
-        ]
-    )
-    def gradients(gmm, rot, shift, i_re, i_im):
-        return particle_gradients(gmm, rot, shift, i_re, i_im, grid)
-
-    return gradients
+    return particle_graph(particle_gradients, grid, n_gaussians)
 
 
 def _raw_pass(

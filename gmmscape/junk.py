@@ -35,7 +35,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .io.common import atomic_output
-from .projection import FourierGrid, frc, images_ft, project_ft
+from .projection import FourierGrid, frc, images_ft, particle_graph, project_ft
 from .streaming import ParticleSet, sequential_chunks
 
 log = logging.getLogger(__name__)
@@ -69,24 +69,13 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / mad if mad > 0 else np.zeros_like(values)
 
 
+def _mean_frc(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Tensor:
+    p_re, p_im = project_ft(gmm, rot, shift, grid)
+    return tf.reduce_mean(frc(p_re, p_im, i_re, i_im, grid), axis=1)
+
+
 def _frc_function(grid: FourierGrid, n_gaussians: int):
-    ny, nx = grid.shape
-    spec = tf.TensorSpec
-
-    @tf.function(
-        input_signature=[
-            spec((n_gaussians, 5), tf.float32),
-            spec((None, 3, 3), tf.float32),
-            spec((None, 2), tf.float32),
-            spec((None, ny, nx), tf.float32),
-            spec((None, ny, nx), tf.float32),
-        ]
-    )
-    def mean_frc(gmm, rot, shift, i_re, i_im):
-        p_re, p_im = project_ft(gmm, rot, shift, grid)
-        return tf.reduce_mean(frc(p_re, p_im, i_re, i_im, grid), axis=1)
-
-    return mean_frc
+    return particle_graph(_mean_frc, grid, n_gaussians)
 
 
 def particle_statistics(

@@ -241,3 +241,24 @@ def particle_gradients(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Ten
         tape.watch(tiled)
         loss = tf.reduce_sum(frc_loss(tiled, rot, shift, i_re, i_im, grid))
     return tape.gradient(loss, tiled)
+
+
+def particle_graph(function, grid: FourierGrid, n_gaussians: int):
+    """``function(gmm, rot, shift, i_re, i_im, grid)`` of one shared (N, 5) model against
+    a batch of particles, as a graph with a fixed signature (one trace for every batch)."""
+    ny, nx = grid.shape
+    spec = tf.TensorSpec
+
+    @tf.function(
+        input_signature=[
+            spec((n_gaussians, 5), tf.float32),
+            spec((None, 3, 3), tf.float32),
+            spec((None, 2), tf.float32),
+            spec((None, ny, nx), tf.float32),
+            spec((None, ny, nx), tf.float32),
+        ]
+    )
+    def graph(gmm, rot, shift, i_re, i_im):
+        return function(gmm, rot, shift, i_re, i_im, grid)
+
+    return graph
