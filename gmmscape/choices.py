@@ -26,7 +26,9 @@ holds. So the settings that depend on the data are chosen from it:
   ones do not take days.
 
 Each derived value is written with its reason to ``choices.yaml``; a value the config
-sets is kept and reported as set.
+sets is kept and reported as set. The measured single-particle SNR per shell is kept
+there too (``data.particle_ssnr``): the loss weighs its rings with it
+(gmmscape.weighting).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import yaml
 from scipy import ndimage
 
 from .errors import InputError
-from .fsc import fsc_table, resolution_at
+from .fsc import SpectralSNR, fsc_table, resolution_at
 from .importer import read_table
 from .io.common import atomic_output
 from .io.mrc import read_map
@@ -164,13 +166,28 @@ def reconstructed_halves(
     return result.half1, result.half2, len(sub)
 
 
+def particle_ssnr(fsc: pd.DataFrame, half_particles: int, extent: float) -> SpectralSNR:
+    """One particle's spectral SNR per shell, FSC / (1 - FSC) / n_half (a half map
+    averages n_half particles), against frequency (shells of a box of `extent` A)."""
+    f = np.clip(fsc["fsc"].to_numpy(np.float64), 0.0, MAX_FSC)
+    frequency = fsc["shell"].to_numpy(np.float64) / extent
+    return SpectralSNR(frequency, f / (1.0 - f) / max(half_particles, 1))
+
+
+def load_snr(path: str | os.PathLike) -> SpectralSNR | None:
+    """The particle SNR a choices.yaml holds; None when the data were not measured."""
+    data = yaml.safe_load(Path(path).read_text()).get("data")
+    if not isinstance(data, dict) or "particle_ssnr" not in data:
+        return None
+    return SpectralSNR.from_dict(data["particle_ssnr"])
+
+
 def particle_ring_snr(fsc: pd.DataFrame, half_particles: int) -> np.ndarray:
     """Per shell, the expected FRC of one particle against the true projection over the
     noise of a ring's FRC: sqrt(SSNR_1 * 2 pi k) with SSNR_1 = FSC / (1 - FSC) / n_half
     the single particle's spectral SNR (a half map averages n_half particles) and
     1 / sqrt(2 pi k) the std of an FRC over the ~2 pi k pixels of ring k."""
-    f = np.clip(fsc["fsc"].to_numpy(np.float64), 0.0, MAX_FSC)
-    ssnr = f / (1.0 - f) / max(half_particles, 1)
+    ssnr = particle_ssnr(fsc, half_particles, 1.0).ssnr
     return np.sqrt(ssnr * 2.0 * np.pi * fsc["shell"].to_numpy())
 
 
@@ -314,6 +331,7 @@ def write_choices(
             "resolution_0.5": round(resolution_at(facts.fsc, 0.5), 2),
             "fsc_from": facts.fsc_source,
             "molecule_volume_A3": round(facts.volume),
+            "particle_ssnr": particle_ssnr(facts.fsc, facts.half_particles, facts.extent).to_dict(),
         }
     doc["settings"] = {k: {"value": c.value, "reason": c.reason} for k, c in chosen.items()}
     with atomic_output(Path(path)) as tmp:
@@ -342,10 +360,13 @@ def choose(
     phase_flipped: str | bool = "auto",
     particles_dir: str | os.PathLike | None = None,
     conventions: dict | None = None,
+    measure_snr: bool = True,
 ) -> dict[str, Choice]:
     """Measure the data set, derive every CHOICE_KEYS setting the config leaves empty
-    (None in ``settings``) and write them with their reasons to ``out``."""
-    if all(settings.get(k) is not None for k in CHOICE_KEYS):
+    (None in ``settings``) and write them with their reasons to ``out``. The data are
+    measured even when the config sets every key if ``measure_snr`` (the loss's ring
+    weights need the particles' SNR)."""
+    if not measure_snr and all(settings.get(k) is not None for k in CHOICE_KEYS):
         chosen = {k: Choice(settings[k], "set in the config") for k in CHOICE_KEYS}
         write_choices(out, chosen, None)
         return chosen

@@ -34,6 +34,7 @@ from .errors import InputError
 from .io.common import atomic_output
 from .projection import FourierGrid, images_ft, particle_gradients, particle_graph
 from .streaming import ParticleSet, read_rows, sequential_chunks, write_rows
+from .weighting import SpectralSNR, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def _raw_pass(
     out: Path,
     batch: int,
     exclude: np.ndarray,
+    use_ctf: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Write raw gradients into `out`; return per-column sum and sum of squares, and junk
     (the `exclude`d rows and those with non-finite images or gradients)."""
@@ -90,8 +92,9 @@ def _raw_pass(
     for k, rows in enumerate(sequential_chunks(particles.n, batch)):
         images = particles.images(rows)
         i_re, i_im = images_ft(np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0), grid)
+        ctf = ctf_amplitude(particles, rows, grid) if use_ctf else np.ones_like(i_re)
         grad = gradients(
-            model, particles.rotations[rows], particles.shifts[rows], i_re, i_im
+            model, particles.rotations[rows], particles.shifts[rows], i_re, i_im, ctf
         ).numpy()
         grad = grad.reshape(len(rows), -1)
         bad = ~np.isfinite(images).all(axis=(1, 2)) | ~np.isfinite(grad).all(axis=1)
@@ -123,14 +126,19 @@ def compute_features(
     res_hi: float | None,
     batch: int = 64,
     exclude: np.ndarray | None = None,
+    frc_weights: str = "flat",
+    snr: SpectralSNR | None = None,
 ) -> FeatureInfo:
     """Write the normalised gradient features of every particle to `out` (.npy) + sidecar.
 
     ``exclude``: table rows already known to be junk (gmmscape.junk), treated like
     particles with non-finite images: zero rows, outside the statistics, in junk_rows.
+    ``frc_weights``/``snr``: the loss whose gradient is taken (gmmscape.weighting).
     """
     gmm = np.asarray(gmm, dtype=np.float32)
-    grid = FourierGrid(particles.box, particles.apix, res_lo, res_hi)
+    grid, use_ctf = frc_setup(
+        particles, FourierGrid(particles.box, particles.apix, res_lo, res_hi), frc_weights, snr
+    )
     n, width = particles.n, gmm.size
     log.info(
         "features: %d particles, %d Gaussians, box %d, rings %d-%d",
@@ -145,7 +153,7 @@ def compute_features(
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width)).flush()
         excluded = np.zeros(n, bool)
         excluded[np.asarray(exclude if exclude is not None else [], dtype=np.int64)] = True
-        total, total_sq, junk = _raw_pass(gmm, particles, grid, tmp, batch, excluded)
+        total, total_sq, junk = _raw_pass(gmm, particles, grid, tmp, batch, excluded, use_ctf)
         n_good = int((~junk).sum())
         if n_good == 0:
             raise InputError(f"{particles.table}: every particle is junk (non-finite images)")

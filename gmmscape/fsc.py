@@ -9,6 +9,7 @@ maps are transformed as they are. Used for GMM vs map, class maps and half maps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -99,3 +100,25 @@ def fsc_weighted(volume: np.ndarray, fsc: np.ndarray) -> np.ndarray:
     shell, _ = shell_weights(box)
     ft = np.fft.rfftn(np.asarray(volume, dtype=np.float64)) * weight[shell]
     return np.fft.irfftn(ft, s=volume.shape).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SpectralSNR:
+    """One particle's spectral SNR per shell, against spatial frequency (1/Angstrom)."""
+
+    frequency: np.ndarray
+    ssnr: np.ndarray
+
+    def at(self, frequency: np.ndarray) -> np.ndarray:
+        """SSNR at the given frequencies: linear between shells, 0 beyond the last."""
+        return np.interp(frequency, self.frequency, np.maximum(self.ssnr, 0.0), right=0.0)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {
+            "frequency": [round(float(f), 6) for f in self.frequency],
+            "ssnr": [float(f"{s:.4g}") for s in self.ssnr],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> SpectralSNR:
+        return cls(np.asarray(doc["frequency"], float), np.asarray(doc["ssnr"], float))

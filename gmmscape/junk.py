@@ -35,7 +35,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .io.common import atomic_output
-from .projection import FourierGrid, frc, images_ft, particle_graph, project_ft
+from .projection import FourierGrid, frc_loss, images_ft, particle_graph
 from .streaming import ParticleSet, sequential_chunks
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,8 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / mad if mad > 0 else np.zeros_like(values)
 
 
-def _mean_frc(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Tensor:
-    p_re, p_im = project_ft(gmm, rot, shift, grid)
-    return tf.reduce_mean(frc(p_re, p_im, i_re, i_im, grid), axis=1)
+def _mean_frc(gmm, rot, shift, i_re, i_im, grid: FourierGrid, ctf) -> tf.Tensor:
+    return 1.0 - frc_loss(gmm, rot, shift, i_re, i_im, grid, ctf)
 
 
 def _frc_function(grid: FourierGrid, n_gaussians: int):
@@ -96,7 +95,8 @@ def particle_statistics(
         blurred = _blur(clean - mean[:, None, None], max(1.0, particles.box / 16))
         i_re, i_im = images_ft(clean.astype(np.float32), grid)
         rot, shift = particles.rotations[rows], particles.shifts[rows]
-        corr = mean_frc(model, rot, shift, i_re, i_im).numpy().astype(np.float64)
+        corr = mean_frc(model, rot, shift, i_re, i_im, np.ones_like(i_re))
+        corr = corr.numpy().astype(np.float64)
         parts.append(
             pd.DataFrame(
                 {

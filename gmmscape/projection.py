@@ -35,13 +35,15 @@ class FourierGrid:
 
     ``res_lo``/``res_hi`` in Angstrom (None: from ring 1 / to Nyquist). Rows ``ky``
     keep FFT order, so with no upper limit the grid is the whole rfft2 grid and
-    ``fourier.to_real`` inverts a projection directly.
+    ``fourier.to_real`` inverts a projection directly. ``ring_weights`` (one per ring
+    of the band; None: all equal, the paper's FRC) weigh the rings in the FRC loss.
     """
 
     box: int
     apix: float = 1.0
     res_lo: float | None = None
     res_hi: float | None = None
+    ring_weights: tuple[float, ...] | None = None
     ring_lo: int = field(init=False)
     ring_hi: int = field(init=False)
     rows: np.ndarray = field(init=False, repr=False)
@@ -61,6 +63,8 @@ class FourierGrid:
                 f"resolution band {self.res_lo}-{self.res_hi} A holds no Fourier ring for box "
                 f"{box} at {self.apix} A/pixel (Nyquist {2 * self.apix:.2f} A)"
             )
+        if self.ring_weights is not None and len(self.ring_weights) != hi - lo + 1:
+            raise ValueError(f"{len(self.ring_weights)} ring weights for {hi - lo + 1} rings")
         all_ky = np.fft.fftfreq(box, 1.0 / box)
         rows = np.nonzero(np.abs(all_ky) <= hi)[0]
         ky, kx = all_ky[rows], np.arange(hi + 1, dtype=np.float64)
@@ -74,7 +78,7 @@ class FourierGrid:
             object.__setattr__(self, name, value)
 
     def _key(self) -> tuple:
-        return (self.box, self.apix, self.ring_lo, self.ring_hi)
+        return (self.box, self.apix, self.ring_lo, self.ring_hi, self.ring_weights)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FourierGrid) and self._key() == other._key()
@@ -93,6 +97,19 @@ class FourierGrid:
     def ring_resolution(self) -> np.ndarray:
         """Resolution in Angstrom of each FRC ring, ring_lo..ring_hi."""
         return self.box * self.apix / np.arange(self.ring_lo, self.ring_hi + 1)
+
+    def ring_frequency(self) -> np.ndarray:
+        """Spatial frequency (1/Angstrom) of each FRC ring, ring_lo..ring_hi."""
+        return 1.0 / self.ring_resolution()
+
+    def ring_pixels(self) -> np.ndarray:
+        """Pixels of the full plane in each ring (conjugate pairs counted twice)."""
+        return self.ring_matrix().sum(axis=0)
+
+    def weights(self) -> np.ndarray:
+        """(n_rings,) float32 ring weights of the FRC loss, mean 1."""
+        w = np.ones(self.n_rings) if self.ring_weights is None else np.asarray(self.ring_weights)
+        return (w / w.mean()).astype(np.float32)
 
     def ring_matrix(self) -> np.ndarray:
         """(ny*nx, n_rings) float32: weighted one-hot map from grid points to rings."""
@@ -223,13 +240,33 @@ def frc(p_re, p_im, i_re, i_im, grid: FourierGrid, eps: float = 1e-12) -> tf.Ten
     return cross / tf.sqrt(pp * ii + eps)
 
 
-def frc_loss(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Tensor:
-    """Per-particle loss 1 - mean FRC over the band between model projections and images."""
+def frc_loss(gmm, rot, shift, i_re, i_im, grid: FourierGrid, ctf=None) -> tf.Tensor:
+    """Per-particle loss 1 - weighted mean FRC over the band between model projections
+    and images.
+
+    ``ctf`` (B, ny, nx), optional: each particle's CTF amplitude on the grid. The
+    projection is multiplied by it (phase-flipped images carry |CTF| x the signal), and
+    each ring's weight by the particle's mean amplitude in that ring, so rings near its
+    CTF zeros, which hold only noise, count little (gmmscape.weighting).
+    """
     p_re, p_im = project_ft(gmm, rot, shift, grid)
-    return 1.0 - tf.reduce_mean(frc(p_re, p_im, i_re, i_im, grid), axis=1)
+    weights = tf.constant(grid.weights())[None, :]
+    if ctf is not None:
+        ctf = tf.convert_to_tensor(ctf, tf.float32)
+        p_re, p_im = p_re * ctf, p_im * ctf
+        weights = weights * ring_means(ctf, grid)
+    weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
+    return 1.0 - tf.reduce_sum(frc(p_re, p_im, i_re, i_im, grid) * weights, axis=1)
 
 
-def particle_gradients(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Tensor:
+def ring_means(values, grid: FourierGrid) -> tf.Tensor:
+    """(B, n_rings): the mean of (B, ny, nx) values over each ring's pixels."""
+    rings = grid.ring_matrix()
+    flat = tf.reshape(tf.convert_to_tensor(values, tf.float32), [tf.shape(values)[0], -1])
+    return tf.matmul(flat, tf.constant(rings / np.maximum(rings.sum(axis=0), 1e-12)))
+
+
+def particle_gradients(gmm, rot, shift, i_re, i_im, grid: FourierGrid, ctf=None) -> tf.Tensor:
     """d loss_i / d gmm for every particle i of a batch in one backward pass: (B, N, 5).
 
     The shared model is tiled per particle so each particle's loss depends only on its
@@ -239,13 +276,14 @@ def particle_gradients(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Ten
     tiled = _batched(gmm, tf.shape(rot)[0])
     with tf.GradientTape() as tape:
         tape.watch(tiled)
-        loss = tf.reduce_sum(frc_loss(tiled, rot, shift, i_re, i_im, grid))
+        loss = tf.reduce_sum(frc_loss(tiled, rot, shift, i_re, i_im, grid, ctf))
     return tape.gradient(loss, tiled)
 
 
 def particle_graph(function, grid: FourierGrid, n_gaussians: int):
-    """``function(gmm, rot, shift, i_re, i_im, grid)`` of one shared (N, 5) model against
-    a batch of particles, as a graph with a fixed signature (one trace for every batch)."""
+    """``function(gmm, rot, shift, i_re, i_im, grid, ctf)`` of one shared (N, 5) model
+    against a batch of particles (``ctf``: their CTF amplitude on the grid), as a graph
+    with a fixed signature (one trace for every batch)."""
     ny, nx = grid.shape
     spec = tf.TensorSpec
 
@@ -256,9 +294,10 @@ def particle_graph(function, grid: FourierGrid, n_gaussians: int):
             spec((None, 2), tf.float32),
             spec((None, ny, nx), tf.float32),
             spec((None, ny, nx), tf.float32),
+            spec((None, ny, nx), tf.float32),
         ]
     )
-    def graph(gmm, rot, shift, i_re, i_im):
-        return function(gmm, rot, shift, i_re, i_im, grid)
+    def graph(gmm, rot, shift, i_re, i_im, ctf):
+        return function(gmm, rot, shift, i_re, i_im, grid, ctf)
 
     return graph

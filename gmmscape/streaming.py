@@ -1,7 +1,7 @@
 """Particles of one canonical table read from disk in chunks, so memory does not grow with n.
 
 A table (``import/{half}.csv``) is loaded once but only the columns training needs
-(original index, stack row, rotation, shift): ~60 bytes a particle. Images are read
+(original index, stack row, rotation, shift, CTF): ~100 bytes a particle. Images are read
 from the memory-mapped stack chunk by chunk (io.mrc.MrcStack opens the mapping only
 for the read, so touched pages do not stay resident) and per-particle arrays on disk
 (features) are read and written likewise through short-lived mappings.
@@ -9,6 +9,7 @@ for the read, so touched pages do not stay resident) and per-particle arrays on 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .ctf import CTFParams
 from .errors import InputError
-from .importer import ROTATION_COLUMNS, table_poses
+from .importer import CTF_COLUMNS, PREMULTIPLIED, ROTATION_COLUMNS, table_poses
 from .io.mrc import MrcStack
 
 TABLE_COLUMNS = ["index", "stack_index", *ROTATION_COLUMNS, "shift_x", "shift_y", "box"]
@@ -34,6 +36,7 @@ class ParticleSet:
     stack_index: np.ndarray  # (n,) int64: its row in the stack
     rotations: np.ndarray  # (n, 3, 3) float32
     shifts: np.ndarray  # (n, 2) float32, pixels of the crop box
+    ctf: CTFParams | None = None  # per particle; None: unknown or applied to the images
 
     @property
     def n(self) -> int:
@@ -75,6 +78,7 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
         )
     rotations, shifts = table_poses(frame, images.box)
     return ParticleSet(
+        ctf=_stack_ctf(table, stack),
         table=table,
         stack=images,
         index=frame["index"].to_numpy(np.int64),
@@ -82,6 +86,21 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
         rotations=rotations.astype(np.float32),
         shifts=shifts.astype(np.float32),
     )
+
+
+def _stack_ctf(table: Path, stack: str | os.PathLike) -> CTFParams | None:
+    """The CTF of the table's particles when it is known and the stack's images are not
+    already multiplied by it (the import's meta.json beside the stack says)."""
+    meta = Path(stack).with_name("meta.json")
+    if meta.is_file() and json.loads(meta.read_text()).get("stack_ctf") == PREMULTIPLIED:
+        return None
+    head = pd.read_csv(table, nrows=0).columns
+    if not set(CTF_COLUMNS) <= set(head):
+        return None
+    frame = pd.read_csv(table, usecols=CTF_COLUMNS)
+    if frame[["defocus_u", "voltage"]].isna().any().any():
+        return None
+    return CTFParams.from_table(frame)
 
 
 def read_rows(path: str | os.PathLike, rows: np.ndarray) -> np.ndarray:

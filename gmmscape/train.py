@@ -51,6 +51,7 @@ from .networks import GmmSpace, build_encoder, check_mode
 from .projection import FourierGrid, frc_loss, images_ft
 from .rigid import build_space, space_decoder
 from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
+from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class TrainSettings:
     spread_weight: float = 1e-3  # weight of the std of amplitudes and widths
     res_lo: float | None = None  # Angstrom; None: from Fourier ring 1
     res_hi: float | None = None  # Angstrom; None: to Nyquist
+    frc_weights: str = "flat"  # flat: the paper's FRC; snr: gmmscape.weighting
     pretrain_steps: int = 200  # decoder pre-training steps (latent 0 + noise -> neutral)
     encoder_init: float = 1e-3  # std of the encoder's output weights: latents start near 0
     hidden: tuple[int, ...] = field(default=(512, 512, 512))
@@ -80,6 +82,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+        check_weighting(self.frc_weights)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         for name in ("latent_dim", "epochs", "batch", "chunk"):
             if getattr(self, name) < 1:
@@ -124,9 +127,12 @@ class Run:
     epoch: tf.Variable
     pretrained: tf.Variable
     progress: tf.Variable  # JSON {"history": [...], "junk": {row: reason}}, saved with the rest
+    use_ctf: bool = False  # apply each particle's CTF amplitude in the loss
 
     @classmethod
-    def build(cls, settings: TrainSettings, space: GmmSpace, grid: FourierGrid) -> Run:
+    def build(
+        cls, settings: TrainSettings, space: GmmSpace, grid: FourierGrid, use_ctf: bool = False
+    ) -> Run:
         keras.utils.set_random_seed(settings.seed)
         net = dict(hidden=settings.hidden, dropout=settings.dropout)
         encoder = build_encoder(
@@ -146,6 +152,7 @@ class Run:
             tf.Variable(0, dtype=tf.int64, name="epoch"),
             tf.Variable(False, name="pretrained"),
             tf.Variable("{}", dtype=tf.string, name="progress"),
+            use_ctf,
         )
 
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -215,13 +222,14 @@ class Run:
                 spec((None, 2), tf.float32),
                 spec((None, ny, nx), tf.float32),
                 spec((None, ny, nx), tf.float32),
+                spec((None, ny, nx), tf.float32),
             ]
         )
-        def step(features, rot, shift, i_re, i_im):
+        def step(features, rot, shift, i_re, i_im, ctf):
             with tf.GradientTape() as tape:
                 z = self.encoder(features, training=True)
                 out = self.decoder(z + s.noise * self.noise.normal(tf.shape(z)), training=True)
-                per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid)
+                per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid, ctf)
                 excess = tf.nn.relu(tf.norm(z, axis=1) - s.latent_bound)
                 total = (
                     tf.reduce_mean(per)
@@ -271,6 +279,7 @@ def _run_epoch(
             continue
         feats = read_rows(features, rows)
         images = particles.images(rows)
+        ctf = ctf_amplitude(particles, rows, run.grid) if run.use_ctf else None
         for start in range(0, len(rows), s.batch):
             sel = slice(start, start + s.batch)
             batch_rows, keep = rows[sel], np.ones(len(rows[sel]), bool)
@@ -282,6 +291,7 @@ def _run_epoch(
                     particles.shifts[batch_rows[keep]],
                     i_re,
                     i_im,
+                    np.ones_like(i_re) if ctf is None else ctf[sel][keep],
                 )
                 per = per.numpy()
                 if bool(ok):
@@ -436,21 +446,24 @@ def train(
     inside: np.ndarray | None = None,
     frame: tuple[int, float] | None = None,
     junk_reasons: dict[int, str] | None = None,
+    snr: SpectralSNR | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) one run; returns the loss history (one row per epoch).
 
     ``inside`` (N,) bool restricts which Gaussians may change (from a mask). ``frame``
     (box, apix) of the neutral GMM's map is where decoded maps go (default: the
     particles' box). ``junk_reasons`` (table row -> reason, gmmscape.junk) names why
-    the features' junk rows are junk in junk.csv.
+    the features' junk rows are junk in junk.csv. ``snr``: the particles' spectral SNR
+    that ``settings.frc_weights == "snr"`` weighs the rings with (gmmscape.weighting).
     """
     features, outdir = Path(features), Path(outdir)
     space = build_space(neutral, settings.mode, inside)
     info = open_features(features, space.neutral, particles)
     grid = FourierGrid(particles.box, particles.apix, settings.res_lo, settings.res_hi)
     _check_band(info, grid, features)
+    grid, use_ctf = frc_setup(particles, grid, settings.frc_weights, snr)
     outdir.mkdir(parents=True, exist_ok=True)
-    run = Run.build(settings, space, grid)
+    run = Run.build(settings, space, grid, use_ctf)
     key = settings.shape_key() | {
         "gmm_sha256": gmm_checksum(space.neutral),
         "free": space.to_dict()["free"],

@@ -20,6 +20,7 @@ rule choose_settings:
         phase_flipped=config["phase_flipped"],
         particles_dir=config["particles_dir"],
         conventions=config["conventions"],
+        measure_snr=config["train"]["frc_weights"] == "snr",
     log:
         out("logs/choose_settings.log"),
     benchmark:

@@ -21,6 +21,7 @@ def main(smk: Any, progress: Progress) -> None:
         phase_flipped=p.phase_flipped,
         particles_dir=p.particles_dir,
         conventions=p.conventions,
+        measure_snr=p.measure_snr,
     )
     progress(f"settings (written to {smk.output[0]}):\n{summary(chosen)}")
 

@@ -8,6 +8,7 @@ from rulekit import Progress, run, with_choices
 def main(smk: Any, progress: Progress) -> None:
     import pandas as pd
 
+    from gmmscape.choices import load_snr
     from gmmscape.features import compute_features
     from gmmscape.gmmio import read_text
     from gmmscape.junk import junk_rows
@@ -26,6 +27,8 @@ def main(smk: Any, progress: Progress) -> None:
         res_lo=band["res_lo"],
         res_hi=band["res_hi"],
         exclude=list(junk_rows(pd.read_csv(smk.input.junk))),
+        frc_weights=band["frc_weights"],
+        snr=load_snr(smk.input.choices),
     )
     progress(f"features {smk.wildcards.half}: done, {len(info.junk_rows)} junk particles")
 

@@ -11,6 +11,7 @@ WORKFLOW_KEYS = ("modes", "mask")  # train: keys that choose runs, not settings 
 def main(smk: Any, progress: Progress) -> None:
     import pandas as pd
 
+    from gmmscape.choices import load_snr
     from gmmscape.gmmio import read_text
     from gmmscape.junk import junk_rows
     from gmmscape.streaming import load_particles
@@ -37,6 +38,7 @@ def main(smk: Any, progress: Progress) -> None:
         inside=inside,
         frame=(box, apix),
         junk_reasons=junk_rows(pd.read_csv(smk.input.junk)),
+        snr=load_snr(smk.input.choices),
     )
     progress(f"train {run_name}: done, final loss {history['loss'].iloc[-1]:.5f}")
 
