@@ -44,7 +44,9 @@ def ctf_amplitude(particles: ParticleSet, rows: np.ndarray, grid: FourierGrid) -
     shape = (len(rows), *grid.shape)
     if particles.ctf is None:
         return np.ones(shape, np.float32)
-    params = CTFParams(**{k: np.asarray(v)[rows] for k, v in vars(particles.ctf).items()})
+    params = CTFParams(
+        **{k: np.broadcast_to(v, (particles.n,))[rows] for k, v in vars(particles.ctf).items()}
+    )
     amplitude = grid.crop(np.abs(ctf_2d(params, particles.box, particles.apix)))
     return np.nan_to_num(amplitude, nan=1.0).astype(np.float32)
 
