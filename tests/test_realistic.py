@@ -65,5 +65,6 @@ def test_derived_band_recovers_the_motion_where_the_demo_band_fails(hinge):
         f"hinge motion |rho|: derived band {band} A, SNR weights {derived:.3f}, flat "
         f"{flat:.3f}; {DEMO_ERA_BAND} A flat {demo_era:.3f}"
     )
-    assert derived >= 0.55
-    assert derived > demo_era + 0.02
+    assert derived >= 0.7  # measured 0.805 (flat 0.671, demo-era band 0.466)
+    assert derived > flat + 0.05
+    assert derived > demo_era + 0.1
