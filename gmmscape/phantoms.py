@@ -213,3 +213,53 @@ def build_system(name: str) -> System:
     if name not in SYSTEMS:
         raise InputError(f"system: expected one of {', '.join(SYSTEMS)}, got {name!r}")
     return SYSTEMS[name]()
+
+
+# Oligomers for symmetry expansion (gmmscape.symmetry): identical subunits, each a body
+# and a small domain beside it, placed by the group's operators; in every model one
+# subunit's domain has slid along its path while the others rest at its start.
+SUBUNIT_BODY: Lobes = (((0.13, 0.0, 0.0), (0.07, 0.07, 0.07)),)
+SUBUNIT_DOMAIN: Lobes = (((0.0, 0.0, 0.0), (0.055, 0.055, 0.055)),)  # built at the origin
+N_SUBUNIT_BODY, N_SUBUNIT_DOMAIN = 48, 24
+SUBUNIT_REST = np.array([0.245, -0.07, 0.0])  # the domain's centre at rest ...
+SUBUNIT_PATH = np.array([0.0, 0.14, 0.0])  # ... and its path, along the tangent (+y)
+OLIGOMER_COORDINATES = (0.5, 0.625, 0.75, 0.875, 1.0)  # of the moved domain along its path
+
+
+def oligomer_system(group: str = "C3", lift: float | None = None) -> System:
+    """A Cn or Dn oligomer (subunit k = operator k of gmmscape.symmetry applied to the
+    subunit at +x): one model per (moved subunit, coordinate), state = subunit *
+    len(OLIGOMER_COORDINATES) + position, coordinate = how far along its path (0-1) the
+    moved subunit's domain is (the others rest at 0). ``lift``: z of the subunit at +x
+    (default 0 for Cn, 0.08 for Dn, whose 2-fold about x maps it below z = 0)."""
+    from .symmetry import operators, parse_group
+
+    ops = operators(group)
+    lift = (0.08 if parse_group(group)[0] == "D" else 0.0) if lift is None else lift
+    rng = np.random.default_rng(PHANTOM_SEED + 1)
+    body = _fill(SUBUNIT_BODY, N_SUBUNIT_BODY, rng) + [0.0, 0.0, lift]
+    domain = _fill(SUBUNIT_DOMAIN, N_SUBUNIT_DOMAIN, rng)
+    domain -= domain.mean(axis=0)
+    rest = SUBUNIT_REST + [0.0, 0.0, lift]
+    models, states, coordinates = [], [], []
+    for k in range(len(ops)):
+        for s, t in enumerate(OLIGOMER_COORDINATES):
+            at = np.zeros(len(ops))
+            at[k] = t
+            units = [
+                np.vstack([body, domain + rest + a * SUBUNIT_PATH]) @ op.T
+                for op, a in zip(ops, at, strict=True)
+            ]
+            models.append(_gaussians(np.vstack(units)))
+            states.append(k * len(OLIGOMER_COORDINATES) + s)
+            coordinates.append(t)
+    unit_part = np.r_[np.full(len(body), BODY), np.full(len(domain), DOMAIN)]
+    return System(
+        name=f"oligomer_{group.lower()}",
+        models=np.stack(models),
+        state=np.asarray(states),
+        coordinate=np.asarray(coordinates, dtype=np.float64),
+        composition=np.zeros(len(models), dtype=np.int64),
+        part=np.tile(unit_part, len(ops)),
+        coordinate_name="position of the moved subunit's domain on its path (0-1)",
+    )
