@@ -19,6 +19,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "rules/common.smk"
 include: "rules/simulate.smk"
 include: "rules/import.smk"
+include: "rules/symmetry.smk"
 include: "rules/gmm.smk"
 include: "rules/refine.smk"
 include: "rules/train.smk"

@@ -145,8 +145,18 @@ def with_junk(table: pd.DataFrame, junk_index: np.ndarray) -> pd.DataFrame:
     """A landscape table with one row per particle of the run (README: latent.csv), by
     ``index``: training leaves junk particles (non-finite image or loss, train/{run}/junk.csv)
     out of its latent table, so they come back here with NaN latent and view coordinates
-    and cluster -1 (unassigned), and results still join back to every input row."""
-    index = np.union1d(table["index"].to_numpy(np.int64), np.asarray(junk_index, np.int64))
-    full = table.set_index("index").reindex(index)
+    and cluster -1 (unassigned), and results still join back to every input row. A table
+    of symmetry copies (``copy`` column) gets every copy of a junk particle back."""
+    junk_index = np.asarray(junk_index, np.int64)
+    if "copy" not in table:
+        index = np.union1d(table["index"].to_numpy(np.int64), junk_index)
+        full = table.set_index("index").reindex(index)
+        full["cluster"] = full["cluster"].fillna(UNASSIGNED).astype(np.int64)
+        return full.rename_axis("index").reset_index()
+    keys = ["index", "copy"]
+    copies = np.arange(int(table["copy"].max()) + 1)
+    junk = pd.MultiIndex.from_product([junk_index, copies], names=keys)
+    rows = pd.MultiIndex.from_frame(table[keys].astype(np.int64)).union(junk).sort_values()
+    full = table.set_index(keys).reindex(rows)
     full["cluster"] = full["cluster"].fillna(UNASSIGNED).astype(np.int64)
-    return full.rename_axis("index").reset_index()
+    return full.reset_index()

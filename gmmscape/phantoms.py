@@ -221,9 +221,9 @@ def build_system(name: str) -> System:
 SUBUNIT_BODY: Lobes = (((0.13, 0.0, 0.0), (0.07, 0.07, 0.07)),)
 SUBUNIT_DOMAIN: Lobes = (((0.0, 0.0, 0.0), (0.055, 0.055, 0.055)),)  # built at the origin
 N_SUBUNIT_BODY, N_SUBUNIT_DOMAIN = 48, 24
-SUBUNIT_REST = np.array([0.245, -0.07, 0.0])  # the domain's centre at rest ...
-SUBUNIT_PATH = np.array([0.0, 0.14, 0.0])  # ... and its path, along the tangent (+y)
-OLIGOMER_COORDINATES = (0.5, 0.625, 0.75, 0.875, 1.0)  # of the moved domain along its path
+SUBUNIT_REST = np.array([0.23, -0.12, 0.0])  # the domain's centre at rest ...
+SUBUNIT_PATH = np.array([0.0, 0.24, 0.0])  # ... and its path, along the tangent (+y)
+OLIGOMER_COORDINATES = (0.4, 0.55, 0.7, 0.85, 1.0)  # of the moved domain along its path
 
 
 def oligomer_system(group: str = "C3", lift: float | None = None) -> System:

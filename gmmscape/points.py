@@ -200,15 +200,18 @@ def reconstruct_at(
     wiener: float = 1e-3,
     interpolation: str = "trilinear",
     scale: str = "crop",
+    table: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """``reconstruct_points`` of points written as text (``parse_point``), from the files
     of a run: its decoder, its latent table (train/ or landscape/{run}/latent.csv; junk
-    rows without a latent are left out) and the import (particles.csv, stack, meta)."""
+    rows without a latent are left out) and the import (particles.csv, stack, meta);
+    ``table``: the particle table with the run's poses instead of the import's (refined
+    or symmetry-expanded)."""
     from .decode import load_decoder
     from .embedding import embedded, fit_pca, latent_columns
     from .importer import load_meta, load_table
-    from .reconstruct import read_mask, reconstruction_source, table_rows
+    from .reconstruct import copies, read_mask, reconstruction_source, table_rows
 
     if not texts:
         raise InputError("reconstruct: give latent points with --at and/or --latent")
@@ -223,11 +226,12 @@ def reconstruct_at(
     pca = fit_pca(latent)
     points = np.stack([parse_point(t, decoder.latent_dim, pca) for t in texts])
     import_dir = Path(import_dir)
-    table, meta = load_table(import_dir / "particles.csv"), load_meta(import_dir / "meta.json")
+    table = load_table(table or import_dir / "particles.csv")
+    meta = load_meta(import_dir / "meta.json")
     source = reconstruction_source(table, import_dir, meta, scale)
+    rows = table_rows(table, landscape["index"].to_numpy(), copies(landscape))
     return reconstruct_points(
-        points, decoder, outdir, latent=latent,
-        rows=table_rows(table, landscape["index"].to_numpy()), table=table, source=source,
+        points, decoder, outdir, latent=latent, rows=rows, table=table, source=source,
         pca=pca, count=count, wiener=wiener, mask=read_mask(mask, source.box),
         interpolation=interpolation, progress=progress,
     )  # fmt: skip

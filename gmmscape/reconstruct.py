@@ -384,17 +384,35 @@ def reconstruction_source(
     raise InputError(f"landscape.reconstruct.scale: expected 'crop' or 'original', got {scale!r}")
 
 
-def table_rows(table: pd.DataFrame, index: np.ndarray) -> np.ndarray:
-    """Positions in the import table of the particles with original row numbers ``index``."""
-    position = pd.Series(np.arange(len(table)), index=table["index"].to_numpy())
-    index = np.asarray(index)
-    missing = ~np.isin(index, position.index)
-    if missing.any():
+def table_rows(
+    table: pd.DataFrame, index: np.ndarray, copy: np.ndarray | None = None
+) -> np.ndarray:
+    """Positions in the import table of the particles with original row numbers ``index``
+    (and symmetry ``copy``, for a table expanded by gmmscape.symmetry)."""
+    if (copy is None) != ("copy" not in table):
+        has = "has" if copy is not None else "has no"
         raise InputError(
-            f"latent table: particle index {index[missing][0]} is not in the import's "
-            "particles.csv (latent and import from different runs?)"
+            f"latent table: it {has} symmetry copies (a 'copy' column) but the particle "
+            "table does not match (expanded and unexpanded tables mixed?)"
         )
-    return position[index].to_numpy()
+    keys = np.asarray(index) if copy is None else list(zip(index, copy, strict=True))
+    where = (
+        pd.Index(table["index"].to_numpy())
+        if copy is None
+        else pd.MultiIndex.from_frame(table[["index", "copy"]])
+    )
+    position = where.get_indexer(keys)
+    if (position < 0).any():
+        raise InputError(
+            f"latent table: particle index {np.asarray(index)[position < 0][0]} is not in the "
+            "import's particles.csv (latent and import from different runs?)"
+        )
+    return position
+
+
+def copies(landscape: pd.DataFrame) -> np.ndarray | None:
+    """The symmetry copy of each row of a latent table, None when it has none."""
+    return landscape["copy"].to_numpy(np.int64) if "copy" in landscape else None
 
 
 def write_half_maps(result: HalfMapResult, stem: str | os.PathLike, apix: float) -> None:
@@ -431,7 +449,7 @@ def reconstruct_classes(
     classes = sorted(sizes.index[sizes >= 2])
     if progress is not None and len(classes) < len(sizes):
         progress(f"classes of one particle, skipped: {sorted(sizes.index[sizes < 2])}")
-    rows = table_rows(table, landscape["index"].to_numpy())
+    rows = table_rows(table, landscape["index"].to_numpy(), copies(landscape))
     sets = [rows[landscape["cluster"].to_numpy() == k] for k in classes]
     results = reconstruct_with_halves(
         table, source, sets, wiener=wiener, mask=mask, chunk=chunk,

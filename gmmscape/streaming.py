@@ -23,6 +23,7 @@ from .errors import InputError
 from .importer import CTF_COLUMNS, PREMULTIPLIED, ROTATION_COLUMNS, table_poses
 from .io.mrc import MrcStack
 
+COPY = "copy"  # the symmetry copy of an expanded table (gmmscape.symmetry)
 TABLE_COLUMNS = ["index", "stack_index", *ROTATION_COLUMNS, "shift_x", "shift_y", "box"]
 
 
@@ -37,6 +38,7 @@ class ParticleSet:
     rotations: np.ndarray  # (n, 3, 3) float32
     shifts: np.ndarray  # (n, 2) float32, pixels of the crop box
     ctf: CTFParams | None = None  # per particle; None: unknown or applied to the images
+    copy: np.ndarray | None = None  # (n,) int64 symmetry copy (gmmscape.symmetry), if expanded
 
     @property
     def n(self) -> int:
@@ -65,7 +67,8 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
     missing = [c for c in TABLE_COLUMNS if c not in head]
     if missing:
         raise InputError(f"{table}: missing columns {', '.join(missing)} of the particle table")
-    frame = pd.read_csv(table, usecols=[*TABLE_COLUMNS, *(["window"] if "window" in head else [])])
+    extra = [c for c in ("window", COPY) if c in head]
+    frame = pd.read_csv(table, usecols=[*TABLE_COLUMNS, *extra])
     if frame.empty:
         raise InputError(f"{table}: the particle table has no rows")
     images = MrcStack(stack)
@@ -85,6 +88,7 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
         stack_index=stack_index,
         rotations=rotations.astype(np.float32),
         shifts=shifts.astype(np.float32),
+        copy=frame[COPY].to_numpy(np.int64) if COPY in frame else None,
     )
 
 

@@ -174,25 +174,66 @@ def write_subset(
     return target
 
 
+def write_expanded_subset(
+    particles: str | os.PathLike,
+    keys: pd.DataFrame,
+    out: str | os.PathLike,
+    meta: dict,
+    table: pd.DataFrame,
+) -> Path:
+    """Symmetry copies (``keys``: index, copy) as ``out``.star, the form
+    relion_particle_symmetry_expand writes: each copy is its particle's row (RELION 3.1,
+    every column; a .cs or .lst input's poses and CTF as imported) with the copy's
+    rlnAngleRot/Tilt/Psi from the expanded ``table`` (gmmscape.symmetry.expand_table)."""
+    from .reconstruct import table_rows
+
+    index = keys["index"].to_numpy(np.int64)
+    rows = table.iloc[table_rows(table, index, keys["copy"].to_numpy(np.int64))]
+    target = Path(out).with_suffix(".star")
+    if Path(particles).suffix.lower() != ".star":
+        write_star(target, *table_star(rows))
+        return target
+    optics, selected = star_subset(
+        particles, index, apix=meta["apix_original"], box=meta["box_original"]
+    )
+    for column, name in (("rlnAngleRot", "rot"), ("rlnAngleTilt", "tilt"), ("rlnAnglePsi", "psi")):
+        selected[column] = rows[name].to_numpy(np.float64)
+    write_star(target, optics, selected)
+    return target
+
+
 def write_class_subsets(
     particles: str | os.PathLike,
     landscape: pd.DataFrame,
     outdir: str | os.PathLike,
     meta: dict,
     table: pd.DataFrame | None = None,
+    *,
+    expanded: bool = True,
 ) -> pd.DataFrame:
     """One subset file per class of a landscape table (``index``, ``cluster``) in outdir
-    (``table``: the import's, for the STAR beside a .cs subset).
+    (``table``: the import's, for the STAR beside a .cs subset). A landscape of symmetry
+    copies (``copy`` column, ``table`` the expanded one) gives, ``expanded``, the class's
+    copies (``write_expanded_subset``), else the particles with a copy in the class, once.
 
-    Returns a table: cluster, particles, file.
+    Returns a table: cluster, particles (rows written), file.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    copies = "copy" in landscape
+    if copies and table is None:
+        raise InputError("subsets of symmetry copies need the expanded particle table")
+    original = table[table["copy"] == 0] if table is not None and "copy" in table else table
     rows = []
     for k, group in landscape.groupby("cluster"):
         if k == UNASSIGNED:
             continue
-        index = np.sort(group["index"].to_numpy())
-        path = write_subset(particles, index, outdir / f"class_{k:02d}", meta, table)
-        rows.append({"cluster": int(k), "particles": len(index), "file": path.name})
+        out = outdir / f"class_{k:02d}"
+        if copies and expanded:
+            keys = group.sort_values(["index", "copy"])
+            path, count = write_expanded_subset(particles, keys, out, meta, table), len(keys)
+        else:
+            index = np.unique(group["index"].to_numpy())
+            path, count = write_subset(particles, index, out, meta, original), len(index)
+        rows.append({"cluster": int(k), "particles": count, "file": path.name})
     return pd.DataFrame(rows, columns=["cluster", "particles", "file"])

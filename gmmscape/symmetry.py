@@ -29,8 +29,8 @@ import pandas as pd
 from .errors import InputError
 from .geometry import matrix_to_relion, relion_to_matrix
 from .importer import ROTATION_COLUMNS
+from .streaming import COPY  # column of the copy number (0 = the particle as imported)
 
-COPY = "copy"  # column of the copy number (0 = the particle as imported)
 _GROUP = re.compile(r"^([CD])([1-9][0-9]?)$")
 
 

@@ -21,7 +21,8 @@ other data never continues a model it did not train.
 
 A run writes into ``outdir``: ``encoder.keras``, ``decoder.keras``, ``decoder.json``
 (what gmmscape.decode needs besides the network), ``loss.csv``, ``loss.png``,
-``latent.csv`` (``index``, ``z0..``; one row per particle that is not junk),
+``latent.csv`` (``index``, ``z0..``; one row per particle that is not junk; with ``copy``
+after ``index`` on a symmetry-expanded table, one row per copy),
 ``junk.csv`` and ``checkpoints/``.
 """
 
@@ -50,7 +51,7 @@ from .io.mrc import read_map
 from .networks import GmmSpace, build_encoder, check_mode
 from .projection import FourierGrid, frc_loss, images_ft
 from .rigid import build_space, space_decoder
-from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
+from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
 from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)
@@ -433,6 +434,8 @@ def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, 
     latent = np.concatenate(parts)
     frame = pd.DataFrame(latent, columns=[f"z{k}" for k in range(latent.shape[1])])
     frame.insert(0, "index", particles.index[good])
+    if particles.copy is not None:
+        frame.insert(1, COPY, particles.copy[good])
     _write_csv(frame, path)
 
 
@@ -516,6 +519,8 @@ def train(
         tmp.write_text(json.dumps(meta) + "\n")
     _write_latent(run, particles, features, junk, outdir / "latent.csv")
     junk_frame = pd.DataFrame({"index": particles.index[list(junk)], "reason": list(junk.values())})
+    if particles.copy is not None:
+        junk_frame.insert(1, COPY, particles.copy[list(junk)])
     _write_csv(junk_frame, outdir / "junk.csv")
     _plot_loss(history, outdir / "loss.png")
     return history

@@ -100,8 +100,9 @@ def check_inputs():
                 f"{key}: voxel size {voxel:.4g} A of {path} differs from the map's "
                 f"{apix:.4g} A ({config['map']}); set apix if a header is wrong"
             )
-    if config["train"]["mask"] is not None:
-        checked(checks.check_volume, "train.mask", config["train"]["mask"], mask=True)
+    for key, path in (("train.mask", config["train"]["mask"]), ("asu_mask", config["asu_mask"])):
+        if path is not None:
+            checked(checks.check_volume, key, path, mask=True)
     if config["box"] is not None and config["box"] > box[-1]:
         fail(f"box: training box {config['box']} is larger than the map's box {box[-1]}")
     if workflow.is_main_process:
@@ -224,9 +225,18 @@ def train_mask(wildcards):
     return optional(config["train"]["mask"])
 
 
+# Symmetry expansion (rules/symmetry.smk): training and landscape read the tables of copies.
+SYMMETRIC = config["symmetry"].upper() != "C1"
+
+
+def expanded(path):
+    """A per-particle table under outdir, or its copy with one row per symmetry copy."""
+    return out(os.path.join("symmetry", os.path.relpath(path, config["outdir"]))) if SYMMETRIC else path
+
+
 def posed_table(half, k=ROUNDS):
-    """The table of a half with the poses of round k (0: the import's)."""
-    return out(f"import/{half}.csv") if int(k) == 0 else out(f"refine/round_{k}/{half}.csv")
+    """The table of a half with the poses of round k (0: the import's, symmetry-expanded)."""
+    return expanded(out(f"import/{half}.csv")) if int(k) == 0 else out(f"refine/round_{k}/{half}.csv")
 
 
 def posed_half_table(wildcards):
@@ -237,7 +247,7 @@ def posed_half_table(wildcards):
 def posed_run_table(wildcards):
     """The table a landscape run reconstructs from: its half with the last round's poses."""
     if not ROUNDS:
-        return out("import/particles.csv")
+        return expanded(out("import/particles.csv"))
     return posed_table(wildcards.run.rsplit("_", 1)[1])
 
 

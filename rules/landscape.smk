@@ -127,10 +127,12 @@ rule landscape_subsets:
         latent=out("landscape/{run}/latent.csv"),
         particles=PARTICLES,
         meta=out("import/meta.json"),
-        table=out("import/particles.csv"),
+        table=expanded(out("import/particles.csv")),
     output:
         subsets=directory(out("landscape/{run}/subsets")),
         table=out("landscape/{run}/subsets.csv"),
+    params:
+        expanded=LANDSCAPE["subsets"]["expanded"],
     log:
         out("logs/landscape_subsets/{run}.log"),
     benchmark:

@@ -61,6 +61,7 @@ rule refine_train:
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         mask=lambda wc: train_mask(wc),
+        asu_mask=optional(config["asu_mask"]),
         choices=out("choices.yaml"),
         junk=out("junk/{half}.csv"),
     output:
@@ -75,6 +76,7 @@ rule refine_train:
         train=config["train"],
         seed=config["seed"],
         apix=config["apix"],
+        symmetry=config["symmetry"],
     log:
         out("logs/refine_train/{round}_{mode}_{half}.log"),
     benchmark:

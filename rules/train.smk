@@ -50,7 +50,7 @@ rule features:
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         choices=out("choices.yaml"),
-        junk=out("junk/{half}.csv"),
+        junk=expanded(out("junk/{half}.csv")),
     output:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
@@ -78,8 +78,9 @@ rule train:
         table=posed_half_table,  # import/{half}.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
-        junk=out("junk/{half}.csv"),
+        junk=expanded(out("junk/{half}.csv")),
         mask=train_mask,
+        asu_mask=optional(config["asu_mask"]),
         choices=out("choices.yaml"),
     output:
         latent=train_run("latent.csv"),
@@ -98,6 +99,7 @@ rule train:
         train=TRAIN,
         seed=config["seed"],
         apix=config["apix"],
+        symmetry=config["symmetry"],
     log:
         out("logs/train/{mode}_{half}.log"),
     benchmark:

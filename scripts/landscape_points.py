@@ -22,6 +22,7 @@ def main(smk: Any, progress: Progress) -> None:
         wiener=recon["wiener"],
         interpolation=recon["interpolation"],
         scale=recon["scale"],
+        table=smk.input.table,
         progress=progress,
     )
     summary.to_csv(smk.output.table, index=False)

@@ -14,7 +14,7 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.embedding import embedded, fit_pca, latent_columns
     from gmmscape.importer import load_meta, load_table
     from gmmscape.points import user_trajectories
-    from gmmscape.reconstruct import reconstruction_source, table_rows
+    from gmmscape.reconstruct import copies, reconstruction_source, table_rows
     from gmmscape.rigid import write_domain_motion
     from gmmscape.train import mask_inside
     from gmmscape.trajectory import (
@@ -47,7 +47,7 @@ def main(smk: Any, progress: Progress) -> None:
 
     table, meta = load_table(smk.input.table), load_meta(smk.input.meta)
     source = reconstruction_source(table, Path(smk.input.meta).parent, meta, recon["scale"])
-    rows = table_rows(table, landscape["index"].to_numpy())
+    rows = table_rows(table, landscape["index"].to_numpy(), copies(landscape))
     nan = np.full(latent.shape[1], np.nan)  # a circle has no direction
     summary = []
     for trajectory, ratio in zip(trajectories, ratios, strict=True):

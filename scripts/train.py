@@ -15,6 +15,7 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.gmmio import read_text
     from gmmscape.junk import junk_rows
     from gmmscape.streaming import load_particles
+    from gmmscape.symmetry import free_gaussians
     from gmmscape.train import check_extent, mask_inside, settings_from_config, train
 
     values = with_choices(smk, "train", smk.params.train)
@@ -25,8 +26,16 @@ def main(smk: Any, progress: Progress) -> None:
     check_extent(f"GMM {smk.input.gmm}", box, apix, particles)
     mask, apix_override = smk.input.mask, smk.params.apix
     inside = mask_inside(mask, neutral, particles, apix=apix_override) if mask else None
+    inside = free_gaussians(
+        smk.params.symmetry,
+        neutral,
+        particles,
+        asu_mask=smk.input.asu_mask or None,
+        inside=inside,
+        apix=apix_override,
+    )
     run_name = f"{smk.wildcards.mode}_{smk.wildcards.half}"
-    free = "all" if inside is None else f"{int(inside.sum())} inside the mask"
+    free = "all" if inside is None else f"{int(inside.sum())} inside the mask or ASU"
     progress(f"train {run_name}: {particles.n} particles, {len(neutral)} Gaussians ({free} free)")
     outdir = Path(smk.output.latent).parent
     history = train(
