@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 import train_data
 from scipy import ndimage
 from scipy.stats import spearmanr
@@ -16,14 +17,17 @@ from test_projection import brute_force_density, random_gmm, rel_err, rotate_and
 
 from gmmscape import phantoms
 from gmmscape.decode import load_decoder
+from gmmscape.embedding import with_junk
 from gmmscape.errors import InputError
 from gmmscape.features import compute_features
 from gmmscape.fourier import to_fourier
 from gmmscape.geometry import random_rotations, relion_to_matrix
 from gmmscape.importer import ROTATION_COLUMNS, import_particles
 from gmmscape.projection import FourierGrid, project_ft
+from gmmscape.reconstruct import copies, table_rows
 from gmmscape.simulate import simulate
 from gmmscape.streaming import ParticleSet, load_particles
+from gmmscape.subsets import write_class_subsets
 from gmmscape.symmetry import (
     asu_inside,
     expand_table,
@@ -116,9 +120,9 @@ def test_symmetric_map_projects_alike_at_every_copy(group):
     shift = out[["shift_x", "shift_y"]].to_numpy()
     re, im = project_ft(gmm, rot, shift, FourierGrid(BOX))
     ft = (re.numpy() + 1j * im.numpy()).reshape(3, len(operators(group)), BOX, -1)
-    for copies in ft:
-        for copy in copies[1:]:
-            assert rel_err(copy, copies[0]) < 1e-4
+    for views in ft:
+        for view in views[1:]:
+            assert rel_err(view, views[0]) < 1e-4
 
 
 def rotate_map(vol: np.ndarray, op: np.ndarray) -> np.ndarray:
@@ -234,3 +238,68 @@ def test_copies_recover_which_subunit_moved_and_how_far(tmp_path):
         gmms[:, ~inside],
         np.broadcast_to(neutral[~inside], gmms[:, ~inside].shape).astype(np.float32),
     )
+
+
+def test_copies_join_back_to_their_particles_and_junk_gets_every_copy():
+    table = pd.DataFrame({"index": [4, 4, 9, 9], "copy": [0, 1, 0, 1], "z0": [0.1, 0.2, 0.3, 0.4]})
+    table["cluster"] = [0, 1, 1, 0]
+    full = with_junk(table, np.array([2]))
+    assert full[["index", "copy"]].values.tolist() == [
+        [2, 0],
+        [2, 1],
+        [4, 0],
+        [4, 1],
+        [9, 0],
+        [9, 1],
+    ]
+    assert full["cluster"].tolist() == [-1, -1, 0, 1, 1, 0] and full["z0"].isna().sum() == 2
+    expanded = expand_table(pd.DataFrame({"index": [9, 4, 2], "stack_index": [0, 1, 2]}), "C2")
+    rows = table_rows(expanded, full["index"].to_numpy(), copies(full))
+    assert (
+        expanded.iloc[rows][["index", "copy"]].values.tolist()
+        == full[["index", "copy"]].values.tolist()
+    )
+    with pytest.raises(InputError, match="symmetry copies"):
+        table_rows(expanded.drop(columns="copy"), full["index"].to_numpy(), copies(full))
+    with pytest.raises(InputError, match="symmetry copies"):
+        table_rows(expanded, full["index"].to_numpy())
+
+
+def test_class_subsets_of_copies_are_expanded_stars_or_their_particles_once(tmp_path):
+    """Expanded: RELION's symmetry-expanded form (each copy its particle's row with the
+    copy's angles, origins kept); else every particle with a copy in the class, once."""
+    from test_subsets import META, assert_same_rows, particle_table
+
+    particles = particle_table(4)
+    particles["rlnOriginXAngst"] = [1.0, -2.0, 0.5, 3.0]
+    star = tmp_path / "particles.star"
+    optics = pd.DataFrame(
+        {"rlnOpticsGroup": [1], "rlnImagePixelSize": [1.25], "rlnImageSize": [64]}
+    )
+    starfile.write({"optics": optics, "particles": particles}, star)
+    table = pd.DataFrame({"index": np.arange(4)})
+    table[ROTATION_COLUMNS] = relion_to_matrix(
+        particles["rlnAngleRot"], particles["rlnAngleTilt"], particles["rlnAnglePsi"]
+    ).reshape(4, 9)
+    table[["rot", "tilt", "psi"]] = particles[
+        ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    ].to_numpy()
+    expanded = expand_table(table, "C3")
+    landscape = pd.DataFrame(
+        {"index": [0, 0, 2, 3, 3], "copy": [1, 2, 0, 2, 0], "cluster": [0, 0, 0, 1, -1]}
+    )
+    written = write_class_subsets(star, landscape, tmp_path / "exp", META, expanded)
+    assert written["particles"].tolist() == [3, 1]
+    got = starfile.read(tmp_path / "exp" / "class_00.star")["particles"]
+    want = particles.iloc[[0, 0, 2]].reset_index(drop=True)
+    ops = operators("C3")
+    rot = relion_to_matrix(got["rlnAngleRot"], got["rlnAngleTilt"], got["rlnAnglePsi"])
+    original = table[ROTATION_COLUMNS].to_numpy().reshape(-1, 3, 3)
+    for r, (i, k) in enumerate([(0, 1), (0, 2), (2, 0)]):
+        np.testing.assert_allclose(rot[r], original[i] @ ops[k], atol=1e-5)
+    kept = [c for c in want.columns if c not in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")]
+    assert_same_rows(got[kept], want[kept])
+    once = write_class_subsets(star, landscape, tmp_path / "once", META, expanded, expanded=False)
+    assert once["particles"].tolist() == [2, 1]
+    got = starfile.read(tmp_path / "once" / "class_00.star")["particles"]
+    assert_same_rows(got, particles.iloc[[0, 2]].reset_index(drop=True))
