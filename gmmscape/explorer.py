@@ -175,6 +175,7 @@ def page_data(inputs: ExplorerInputs, decoder) -> dict:
         "nearest": NEAREST,
         "columns": columns,
         "index": _b64(frame["index"].to_numpy(np.int64), "<i4"),
+        "copies": "copy" in frame,  # symmetry copies: the page links those of a particle
         "cluster": _b64(frame["cluster"].to_numpy(np.int64), "<i4"),
         "latent": _b64(latent),
         "views": {k: _b64(v) for k, v in views.items()},

@@ -206,8 +206,8 @@ def reconstruct_at(
     """``reconstruct_points`` of points written as text (``parse_point``), from the files
     of a run: its decoder, its latent table (train/ or landscape/{run}/latent.csv; junk
     rows without a latent are left out) and the import (particles.csv, stack, meta);
-    ``table``: the particle table with the run's poses instead of the import's (refined
-    or symmetry-expanded)."""
+    ``table``: the particle table with the run's poses instead of the import's (refined;
+    for a latent of symmetry copies the expanded one beside the import by default)."""
     from .decode import load_decoder
     from .embedding import embedded, fit_pca, latent_columns
     from .importer import load_meta, load_table
@@ -226,6 +226,8 @@ def reconstruct_at(
     pca = fit_pca(latent)
     points = np.stack([parse_point(t, decoder.latent_dim, pca) for t in texts])
     import_dir = Path(import_dir)
+    if table is None and "copy" in landscape:  # the workflow's symmetry/import/
+        table = import_dir.parent / "symmetry" / import_dir.name / "particles.csv"
     table = load_table(table or import_dir / "particles.csv")
     meta = load_meta(import_dir / "meta.json")
     source = reconstruction_source(table, import_dir, meta, scale)

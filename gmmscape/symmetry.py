@@ -153,3 +153,28 @@ def free_gaussians(
     if not both.any():
         raise InputError(f"symmetry {group}: no Gaussian lies both in the ASU and in train.mask")
     return both
+
+
+def copy_recovery(latent: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Scores of a latent table of oligomer copies (gmmscape.phantoms.oligomer_system;
+    ``truth``: its ground-truth rows, state and coordinate, for latent's ``index``): copy
+    k shows subunit k, so it holds the change when the moved subunit is k. ``ari``: the
+    2-means split of z0 against changed / resting copies; ``rho_moved``: |Spearman| of z0
+    with the moved domain's coordinate over the changed copies; ``rho_every``: over every
+    copy, resting ones at 0."""
+    from scipy.stats import spearmanr
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from .phantoms import OLIGOMER_COORDINATES
+
+    moved = truth["state"].to_numpy() // len(OLIGOMER_COORDINATES)
+    changed = moved == latent[COPY].to_numpy()
+    coordinate = np.where(changed, truth["coordinate"].to_numpy(), 0.0)
+    z = latent[["z0"]].to_numpy(np.float64)
+    labels = KMeans(2, n_init=10, random_state=0).fit_predict(z)
+    return {
+        "ari": float(adjusted_rand_score(changed, labels)),
+        "rho_moved": float(abs(spearmanr(z[changed, 0], coordinate[changed])[0])),
+        "rho_every": float(abs(spearmanr(z[:, 0], coordinate)[0])),
+    }

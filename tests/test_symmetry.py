@@ -10,9 +10,6 @@ import pytest
 import starfile
 import train_data
 from scipy import ndimage
-from scipy.stats import spearmanr
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score
 from test_projection import brute_force_density, random_gmm, rel_err, rotate_and_project
 
 from gmmscape import phantoms
@@ -30,6 +27,7 @@ from gmmscape.streaming import ParticleSet, load_particles
 from gmmscape.subsets import write_class_subsets
 from gmmscape.symmetry import (
     asu_inside,
+    copy_recovery,
     expand_table,
     free_gaussians,
     is_expanded,
@@ -195,16 +193,6 @@ def expanded_oligomer(group: str, per_state: int, root: Path) -> tuple[ParticleS
     return particles, system.models.mean(axis=0)
 
 
-def copy_truth(root: Path, latent: pd.DataFrame) -> pd.DataFrame:
-    """Per latent row (index, copy): whether its copy shows the moved subunit (copy k
-    shows subunit k: gmmscape.symmetry) and how far that subunit's domain moved."""
-    truth = train_data.ground_truth(root, latent["index"].to_numpy())
-    moved = truth["state"].to_numpy() // len(phantoms.OLIGOMER_COORDINATES)
-    changed = moved == latent["copy"].to_numpy()
-    coordinate = np.where(changed, truth["coordinate"], 0.0)
-    return pd.DataFrame({"changed": changed, "coordinate": coordinate})
-
-
 @pytest.mark.slow
 def test_copies_recover_which_subunit_moved_and_how_far(tmp_path):
     """C3 oligomer, 300 particles (900 copies, box 32) in which one random subunit's domain
@@ -222,17 +210,13 @@ def test_copies_recover_which_subunit_moved_and_how_far(tmp_path):
     train(neutral, particles, tmp_path / "features.npy", tmp_path / "run", settings, inside=inside)
     latent = pd.read_csv(tmp_path / "run" / "latent.csv")
     assert list(latent.columns[:2]) == ["index", "copy"] and len(latent) == 3 * 300
-    truth = copy_truth(tmp_path, latent)
+    truth = train_data.ground_truth(tmp_path, latent["index"].to_numpy())
+    score = copy_recovery(latent, truth)
+    print(f"C3 copies: moved vs resting ARI {score['ari']:.3f}, moved domain position |rho| "
+          f"{score['rho_moved']:.3f}, every copy |rho| {score['rho_every']:.3f}")  # fmt: skip
+    assert score["ari"] >= 0.85
+    assert score["rho_moved"] >= 0.65 and score["rho_every"] >= 0.7
     z = latent[["z0"]].to_numpy()
-    labels = KMeans(2, n_init=10, random_state=0).fit_predict(z)
-    ari = adjusted_rand_score(truth["changed"], labels)
-    moved = truth["changed"].to_numpy()
-    rho = spearmanr(z[moved, 0], truth["coordinate"][moved])[0]
-    every = spearmanr(z[:, 0], truth["coordinate"])[0]
-    print(f"C3 copies: moved vs resting ARI {ari:.3f}, moved domain position |rho| "
-          f"{abs(rho):.3f}, every copy |rho| {abs(every):.3f}")  # fmt: skip
-    assert ari >= 0.85
-    assert abs(rho) >= 0.65 and abs(every) >= 0.7
     gmms = load_decoder(tmp_path / "run").decode(z[::50])
     np.testing.assert_array_equal(
         gmms[:, ~inside],
@@ -303,3 +287,46 @@ def test_class_subsets_of_copies_are_expanded_stars_or_their_particles_once(tmp_
     assert once["particles"].tolist() == [2, 1]
     got = starfile.read(tmp_path / "once" / "class_00.star")["particles"]
     assert_same_rows(got, particles.iloc[[0, 2]].reset_index(drop=True))
+
+
+def test_explorer_links_the_copies_of_the_particle_under_the_pointer(tmp_path):
+    """A landscape of two copies per particle: the page joins the pointed particle's copies."""
+    import landscape_data
+    from test_explorer import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+
+    from gmmscape.explorer import ExplorerInputs, write_explorer
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
+    train_dir = landscape_data.trained_run("composition", "all", "all", 2)
+    first = pd.read_csv(train_dir / "latent.csv").head(200)
+    second = first.assign(z0=-first["z0"] - 0.5)  # copy 1 far from copy 0
+    landscape = pd.concat([first.assign(copy=0), second.assign(copy=1)], ignore_index=True)
+    landscape["cluster"] = landscape["copy"]
+    inputs = ExplorerInputs(
+        run="all_all", landscape=landscape, classes=pd.DataFrame({"cluster": [0, 1]}),
+        trajectories={}, class_dir=str(tmp_path), particles=None, meta=None,
+    )  # fmt: skip
+    page_path = write_explorer(tmp_path / "explorer.html", inputs, load_decoder(train_dir))
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_path.as_uri())
+        page.wait_for_function("window.explorer && explorer.stats().firstPaintMs !== null")
+        page.evaluate("explorer.setView('pca'); explorer.setTool('explore')")
+        box = page.locator("#overlay").bounding_box()
+        for x, y in ((0.3, 0.2), (-0.4, -0.1)):
+            sx, sy = page.evaluate(f"explorer.toScreen({x}, {y})")
+            page.mouse.move(box["x"] + sx, box["y"] + sy)
+            page.evaluate("explorer.idle()")
+            ((_, row),) = page.evaluate("explorer.nearest('pca', ...explorer.cursor(), 1)")
+            siblings = np.flatnonzero(landscape["index"] == landscape["index"].iloc[row])
+            assert len(siblings) == 2 and sorted(page.evaluate("explorer.linked()")) == list(
+                siblings
+            )
+        browser.close()
+    assert errors == []

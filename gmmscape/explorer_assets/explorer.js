@@ -66,6 +66,16 @@
   const VIEWS = {};
   for (const name of Object.keys(DATA.views)) VIEWS[name] = f32(DATA.views[name]);
   const DEC = makeDecoder(DATA.decoder);
+  // Symmetry copies of one particle share its index: rows per index, to link them.
+  const SIBLINGS = (function () {
+    if (!DATA.copies) return null;
+    const rows = new Map();
+    for (let i = 0; i < N_P; i++) {
+      if (!rows.has(INDEX[i])) rows.set(INDEX[i], []);
+      rows.get(INDEX[i]).push(i);
+    }
+    return rows;
+  })();
   const BOX_A = DATA.decoder.box * DATA.decoder.apix; // box edge in Angstrom
 
   // A fixed random subset is drawn above draw_limit; every particle stays selectable.
@@ -293,6 +303,16 @@
       const [sx, sy] = toScreen(x, y);
       ctx.fillStyle = "#d62728";
       ctx.beginPath(); ctx.arc(sx, sy, 5, 0, 2 * Math.PI); ctx.fill();
+    }
+    S.linked = [];
+    if (S.cursor && SIBLINGS) { // the copies of the particle nearest the cursor, joined
+      const P = VIEWS[S.view], [[, i]] = nearest(S.view, S.cursor[0], S.cursor[1], 1);
+      S.linked = SIBLINGS.get(INDEX[i]);
+      ctx.strokeStyle = "#ff7f0e"; ctx.fillStyle = "#ff7f0e"; ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      S.linked.forEach((r, j) => { const [px, py] = toScreen(P[2 * r], P[2 * r + 1]); j ? ctx.lineTo(px, py) : ctx.moveTo(px, py); });
+      ctx.stroke();
+      S.linked.forEach((r) => { const [px, py] = toScreen(P[2 * r], P[2 * r + 1]); ctx.beginPath(); ctx.arc(px, py, 3.5, 0, 2 * Math.PI); ctx.fill(); });
     }
     if (S.cursor) {
       const [sx, sy] = toScreen(S.cursor[0], S.cursor[1]);
@@ -754,6 +774,7 @@
     toScreen: (x, y) => toScreen(x, y),
     setView, setTool,
     selection: selectedIndices,
+    linked: () => Array.from(S.linked || []),
     selectionRows: () => (S.selection ? Array.from(S.selection.rows) : []),
     command,
     fileName,
