@@ -330,3 +330,23 @@ def test_explorer_links_the_copies_of_the_particle_under_the_pointer(tmp_path):
             )
         browser.close()
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"symmetry": "C3", "refine": {"rounds": 1}},
+            "refine.rounds: pose refinement of symmetry copies is not supported",
+        ),
+        ({"asu_mask": "asu.mrc"}, "asu_mask: set only with a symmetry other than C1"),
+    ],
+    ids=["with-refine", "asu-mask-c1"],
+)
+def test_bad_symmetry_config_fails_before_any_job(tmp_path, config, message):
+    from test_pipeline import snakemake, write_config
+
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", write_config(tmp_path, config))
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "results").exists()
