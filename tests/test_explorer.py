@@ -1,9 +1,9 @@
 """The explorer page in a real headless browser (Debian's chromium, driven by playwright).
 
-The page is built from a small trained run (landscape_data's composition run, mode
-``all``, 2D latent, shared with the training and landscape tests) with a stand-in UMAP
-view (a fixed nonlinear map of the PC scores: the page only needs some 2D view without
-an inverse). Every check compares what the page computes with an independent Python
+The page is built from a small trained run (landscape_data's composition run of the
+even half, mode ``all``, 2D latent, shared with the even/odd reproducibility test) with a
+stand-in UMAP view (a fixed nonlinear map of the PC scores: the page only needs some 2D
+view without an inverse). Every check compares what the page computes with an independent Python
 reference: the decoder through ``gmmscape decode``, the PCA inverse through sklearn,
 nearest-particle averaging through a k-d tree, lasso membership through matplotlib.
 """
@@ -54,7 +54,7 @@ VIEWPORT = {"width": 1280, "height": 860}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The trained run, its landscape table (pc, stand-in umap, classes) and its page."""
-    train_dir = landscape_data.trained_run("composition", "all", "all", 2)
+    train_dir = landscape_data.trained_run("composition", "even", "all", 2)
     root = train_data.dataset("composition", landscape_data.PER_STATE)
     folder = tmp_path_factory.mktemp("explorer")
     landscape = pd.read_csv(train_dir / "latent.csv")
