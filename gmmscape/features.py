@@ -68,9 +68,9 @@ def sidecar_path(features: str | os.PathLike) -> Path:
     return Path(features).with_suffix(".json")
 
 
-def _gradient_function(grid: FourierGrid, n_gaussians: int) -> Callable:
+def _gradient_function(grid: FourierGrid, n_gaussians: int, use_ctf: bool) -> Callable:
     """particle_gradients as a graph with a fixed signature (one trace for every batch)."""
-    return particle_graph(particle_gradients, grid, n_gaussians)
+    return particle_graph(particle_gradients, grid, n_gaussians, use_ctf)
 
 
 def _raw_pass(
@@ -84,7 +84,7 @@ def _raw_pass(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Write raw gradients into `out`; return per-column sum and sum of squares, and junk
     (the `exclude`d rows and those with non-finite images or gradients)."""
-    gradients = _gradient_function(grid, len(gmm))
+    gradients = _gradient_function(grid, len(gmm), use_ctf)
     model = tf.constant(gmm, tf.float32)
     total = np.zeros(gmm.size, np.float64)
     total_sq = np.zeros(gmm.size, np.float64)
@@ -92,9 +92,9 @@ def _raw_pass(
     for k, rows in enumerate(sequential_chunks(particles.n, batch)):
         images = particles.images(rows)
         i_re, i_im = images_ft(np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0), grid)
-        ctf = ctf_amplitude(particles, rows, grid) if use_ctf else np.ones_like(i_re)
+        ctf = (ctf_amplitude(particles, rows, grid),) if use_ctf else ()
         grad = gradients(
-            model, particles.rotations[rows], particles.shifts[rows], i_re, i_im, ctf
+            model, particles.rotations[rows], particles.shifts[rows], i_re, i_im, *ctf
         ).numpy()
         grad = grad.reshape(len(rows), -1)
         bad = ~np.isfinite(images).all(axis=(1, 2)) | ~np.isfinite(grad).all(axis=1)

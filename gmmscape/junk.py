@@ -69,8 +69,8 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / mad if mad > 0 else np.zeros_like(values)
 
 
-def _mean_frc(gmm, rot, shift, i_re, i_im, grid: FourierGrid, ctf) -> tf.Tensor:
-    return 1.0 - frc_loss(gmm, rot, shift, i_re, i_im, grid, ctf)
+def _mean_frc(gmm, rot, shift, i_re, i_im, grid: FourierGrid) -> tf.Tensor:
+    return 1.0 - frc_loss(gmm, rot, shift, i_re, i_im, grid)
 
 
 def _frc_function(grid: FourierGrid, n_gaussians: int):
@@ -95,7 +95,7 @@ def particle_statistics(
         blurred = _blur(clean - mean[:, None, None], max(1.0, particles.box / 16))
         i_re, i_im = images_ft(clean.astype(np.float32), grid)
         rot, shift = particles.rotations[rows], particles.shifts[rows]
-        corr = mean_frc(model, rot, shift, i_re, i_im, np.ones_like(i_re))
+        corr = mean_frc(model, rot, shift, i_re, i_im)
         corr = corr.numpy().astype(np.float64)
         parts.append(
             pd.DataFrame(

@@ -250,6 +250,8 @@ def frc_loss(gmm, rot, shift, i_re, i_im, grid: FourierGrid, ctf=None) -> tf.Ten
     CTF zeros, which hold only noise, count little (gmmscape.weighting).
     """
     p_re, p_im = project_ft(gmm, rot, shift, grid)
+    if ctf is None and grid.ring_weights is None:  # the paper's FRC
+        return 1.0 - tf.reduce_mean(frc(p_re, p_im, i_re, i_im, grid), axis=1)
     weights = tf.constant(grid.weights())[None, :]
     if ctf is not None:
         ctf = tf.convert_to_tensor(ctf, tf.float32)
@@ -280,24 +282,26 @@ def particle_gradients(gmm, rot, shift, i_re, i_im, grid: FourierGrid, ctf=None)
     return tape.gradient(loss, tiled)
 
 
-def particle_graph(function, grid: FourierGrid, n_gaussians: int):
-    """``function(gmm, rot, shift, i_re, i_im, grid, ctf)`` of one shared (N, 5) model
-    against a batch of particles (``ctf``: their CTF amplitude on the grid), as a graph
-    with a fixed signature (one trace for every batch)."""
+def batch_signature(grid: FourierGrid, first: tf.TensorSpec, use_ctf: bool) -> list:
+    """Input signature of a graph over a batch of particles: ``first`` (the model or the
+    features), rotations, shifts, the images' Fourier transform on the grid, and with
+    ``use_ctf`` their CTF amplitude there."""
     ny, nx = grid.shape
     spec = tf.TensorSpec
+    plane = spec((None, ny, nx), tf.float32)
+    pose = [spec((None, 3, 3), tf.float32), spec((None, 2), tf.float32)]
+    return [first, *pose, plane, plane] + ([plane] if use_ctf else [])
 
-    @tf.function(
-        input_signature=[
-            spec((n_gaussians, 5), tf.float32),
-            spec((None, 3, 3), tf.float32),
-            spec((None, 2), tf.float32),
-            spec((None, ny, nx), tf.float32),
-            spec((None, ny, nx), tf.float32),
-            spec((None, ny, nx), tf.float32),
-        ]
-    )
-    def graph(gmm, rot, shift, i_re, i_im, ctf):
-        return function(gmm, rot, shift, i_re, i_im, grid, ctf)
+
+def particle_graph(function, grid: FourierGrid, n_gaussians: int, use_ctf: bool = False):
+    """``function(gmm, rot, shift, i_re, i_im, grid, ctf)`` of one shared (N, 5) model
+    against a batch of particles, as a graph with a fixed signature (one trace for every
+    batch). With ``use_ctf`` the graph takes the particles' CTF amplitude on the grid as
+    a sixth input; without, ``ctf`` is None (the paper's FRC)."""
+    model = tf.TensorSpec((n_gaussians, 5), tf.float32)
+
+    @tf.function(input_signature=batch_signature(grid, model, use_ctf))
+    def graph(gmm, rot, shift, i_re, i_im, *ctf):
+        return function(gmm, rot, shift, i_re, i_im, grid, *ctf)
 
     return graph

@@ -49,7 +49,7 @@ from .gmmfit import centre_values
 from .io.common import atomic_output
 from .io.mrc import read_map
 from .networks import GmmSpace, build_encoder, check_mode
-from .projection import FourierGrid, frc_loss, images_ft
+from .projection import FourierGrid, batch_signature, frc_loss, images_ft
 from .rigid import build_space, space_decoder
 from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
 from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
@@ -212,25 +212,15 @@ class Run:
     def train_step(self):
         """Graph of one batch step; returns per-particle losses and whether it was applied."""
         s, space, grid = self.settings, self.space, self.grid
-        ny, nx = grid.shape
-        spec = tf.TensorSpec
         variables = self.encoder.trainable_variables + self.decoder.trainable_variables
+        features_spec = tf.TensorSpec((None, space.neutral.size), tf.float32)
 
-        @tf.function(
-            input_signature=[
-                spec((None, space.neutral.size), tf.float32),
-                spec((None, 3, 3), tf.float32),
-                spec((None, 2), tf.float32),
-                spec((None, ny, nx), tf.float32),
-                spec((None, ny, nx), tf.float32),
-                spec((None, ny, nx), tf.float32),
-            ]
-        )
-        def step(features, rot, shift, i_re, i_im, ctf):
+        @tf.function(input_signature=batch_signature(grid, features_spec, self.use_ctf))
+        def step(features, rot, shift, i_re, i_im, *ctf):
             with tf.GradientTape() as tape:
                 z = self.encoder(features, training=True)
                 out = self.decoder(z + s.noise * self.noise.normal(tf.shape(z)), training=True)
-                per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid, ctf)
+                per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid, *ctf)
                 excess = tf.nn.relu(tf.norm(z, axis=1) - s.latent_bound)
                 total = (
                     tf.reduce_mean(per)
@@ -292,7 +282,7 @@ def _run_epoch(
                     particles.shifts[batch_rows[keep]],
                     i_re,
                     i_im,
-                    np.ones_like(i_re) if ctf is None else ctf[sel][keep],
+                    *(() if ctf is None else (ctf[sel][keep],)),
                 )
                 per = per.numpy()
                 if bool(ok):

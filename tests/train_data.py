@@ -41,8 +41,7 @@ COMPOSITION = dict(FAST, epochs=30, noise=0.15)
 # 2D latent the motion's curve bends and the blob's offset along it can vanish: the paper
 # blob's class ARI was bimodal, 0.843, 0.922, 0.000, 0.906 for train seeds 0-3, and for
 # seed 0 0.895 with TensorFlow's oneDNN off and 0.000 with oneDNN held to AVX2 (rounding
-# alone decides which). In 4D: 0.929, 0.910, 0.895, 0.906, and 0.925 at AVX2 (seed 0:
-# 0.914 since the FRC loss takes a CTF factor, by rounding again).
+# alone decides which). In 4D: 0.929, 0.910, 0.895, 0.906, and 0.925 at AVX2.
 COMPOSITION_LATENT = 4
 
 logging.getLogger("gmmscape").setLevel(logging.WARNING)
