@@ -88,6 +88,8 @@ def run_where(args: argparse.Namespace) -> None:
     for pattern in patterns:
         for path in sorted(root.glob(pattern)):
             print(f"  {path}")
+    for path in sorted(root.glob("reproducibility/*/verdict.txt")):
+        print(f"even/odd verdict ({path.parent.name}): {path.read_text().strip()}")
     report = root / "report.html"
     if report.is_file():
         print(f"report: {report}")

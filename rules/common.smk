@@ -4,6 +4,7 @@ Everything here runs when the workflow is parsed, so a bad config or a missing o
 mismatched input stops the run with one message before any job starts.
 """
 
+import functools
 import math
 import os
 import sys
@@ -14,7 +15,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # this checkout's gmmscape first
-from gmmscape import checks  # noqa: E402
+from gmmscape import checks, phantoms, resources  # noqa: E402
 from gmmscape.choices import CHOICE_KEYS, LEVELS  # noqa: E402
 from gmmscape.errors import InputError  # noqa: E402
 
@@ -168,9 +169,38 @@ def train_run(path):
     return out(f"train/{{mode}}_{{half}}/{path}")
 
 
-def runtime(minutes):
-    """Runtime request in minutes that grows with each retry (profiles set `retries`)."""
-    return lambda wildcards, attempt: minutes * attempt
+@functools.cache
+def data_scale():
+    """The data set's size for the resource requests, read once (gmmscape.resources)."""
+    demo = config["demo"]
+    particles = phantoms.build_system(demo["system"]).n_states * demo["per_state"]
+    return resources.scale_from_config(config, demo_particles=particles)
+
+
+@functools.cache
+def slurm_node():
+    """The largest SLURM node and time limit (None without SLURM): requests stay within it."""
+    return resources.slurm_node()
+
+
+def cpus(stage):
+    """Threads of a stage's jobs, at most the largest node's CPUs."""
+    return resources.threads(stage, slurm_node())
+
+
+def sized(stage, gpu=False):
+    """mem_mb and runtime (minutes) of a stage's jobs from the data's size, growing with
+    each retry (profiles set `retries`), within the largest node (gmmscape.resources);
+    and `gpu` for a GPU-capable stage when the config asks for GPUs."""
+    requests = dict(
+        mem_mb=lambda wildcards, attempt: resources.mem_mb(
+            stage, data_scale(), slurm_node(), attempt
+        ),
+        runtime=lambda wildcards, attempt: resources.runtime(
+            stage, data_scale(), slurm_node(), attempt
+        ),
+    )
+    return requests | ({"gpu": config["gpu"]} if gpu and config["gpu"] > 0 else {})
 
 
 def optional(path):

@@ -22,11 +22,9 @@ rule gmm_level:
         out("logs/gmm_level/{half}_level_{level}.log"),
     benchmark:
         out("benchmarks/gmm_level/{half}_level_{level}.tsv")
-    threads: 4
+    threads: cpus("gmm_level")
     resources:
-        mem_mb=8000,
-        runtime=runtime(120),
-        gpu=config["gpu"],
+        **sized("gmm_level", gpu=True),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -44,10 +42,9 @@ rule gmm_neutral:
         out("logs/gmm_neutral/{half}.log"),
     benchmark:
         out("benchmarks/gmm_neutral/{half}.tsv")
-    threads: 1
+    threads: cpus("gmm_neutral")
     resources:
-        mem_mb=4000,
-        runtime=runtime(15),
+        **sized("gmm_neutral"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -74,10 +71,9 @@ rule gmm_evaluate:
         out("logs/gmm_evaluate/{half}.log"),
     benchmark:
         out("benchmarks/gmm_evaluate/{half}.tsv")
-    threads: 2
+    threads: cpus("gmm_evaluate")
     resources:
-        mem_mb=4000,
-        runtime=runtime(30),
+        **sized("gmm_evaluate"),
     conda:
         "../envs/gmmscape.yaml"
     script:

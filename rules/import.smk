@@ -25,10 +25,9 @@ rule choose_settings:
         out("logs/choose_settings.log"),
     benchmark:
         out("benchmarks/choose_settings.tsv")
-    threads: 2
+    threads: cpus("choose_settings")
     resources:
-        mem_mb=4000,
-        runtime=runtime(60),
+        **sized("choose_settings"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -56,10 +55,9 @@ rule import_particles:
         out("logs/import_particles.log"),
     benchmark:
         out("benchmarks/import_particles.tsv")
-    threads: 2
+    threads: cpus("import_particles")
     resources:
-        mem_mb=4000,
-        runtime=runtime(60),
+        **sized("import_particles"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -78,10 +76,9 @@ rule split_halves:
         out("logs/split_halves.log"),
     benchmark:
         out("benchmarks/split_halves.tsv")
-    threads: 1
+    threads: cpus("split_halves")
     resources:
-        mem_mb=2000,
-        runtime=runtime(10),
+        **sized("split_halves"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -110,10 +107,9 @@ rule preflight:
         out("logs/preflight.log"),
     benchmark:
         out("benchmarks/preflight.tsv")
-    threads: 1
+    threads: cpus("preflight")
     resources:
-        mem_mb=4000,
-        runtime=runtime(30),
+        **sized("preflight"),
     conda:
         "../envs/gmmscape.yaml"
     script:

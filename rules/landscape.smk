@@ -2,7 +2,7 @@
 with half maps and a particle subset per class, motion trajectories; the consensus half
 maps; with `split: true`, the even/odd reproducibility report of every mode.
 
-Needs from common.smk: config, out(), runtime(), optional(), HALVES, DEMO, PARTICLES, MASK.
+Needs from common.smk: config, out(), cpus(), sized(), optional(), HALVES, DEMO, PARTICLES, MASK.
 The default target adds LANDSCAPE_OUTPUTS (below).
 """
 
@@ -72,10 +72,9 @@ rule landscape_embed:
         out("logs/landscape_embed/{run}.log"),
     benchmark:
         out("benchmarks/landscape_embed/{run}.tsv")
-    threads: 1  # a seeded UMAP runs single-threaded
+    threads: cpus("landscape_embed")  # a seeded UMAP runs single-threaded
     resources:
-        mem_mb=4000,
-        runtime=runtime(60),
+        **sized("landscape_embed"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -112,10 +111,9 @@ rule landscape_classes:
         out("logs/landscape_classes/{run}.log"),
     benchmark:
         out("benchmarks/landscape_classes/{run}.tsv")
-    threads: 1
+    threads: cpus("landscape_classes")
     resources:
-        mem_mb=8000,
-        runtime=runtime(120),
+        **sized("landscape_classes"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -137,10 +135,9 @@ rule landscape_subsets:
         out("logs/landscape_subsets/{run}.log"),
     benchmark:
         out("benchmarks/landscape_subsets/{run}.tsv")
-    threads: 1
+    threads: cpus("landscape_subsets")
     resources:
-        mem_mb=2000,
-        runtime=runtime(15),
+        **sized("landscape_subsets"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -175,10 +172,9 @@ rule landscape_trajectories:
         out("logs/landscape_trajectories/{run}.log"),
     benchmark:
         out("benchmarks/landscape_trajectories/{run}.tsv")
-    threads: 2
+    threads: cpus("landscape_trajectories")
     resources:
-        mem_mb=8000,
-        runtime=runtime(240),
+        **sized("landscape_trajectories"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -203,10 +199,9 @@ rule landscape_explorer:
         out("logs/landscape_explorer/{run}.log"),
     benchmark:
         out("benchmarks/landscape_explorer/{run}.tsv")
-    threads: 1
+    threads: cpus("landscape_explorer")
     resources:
-        mem_mb=2000,
-        runtime=runtime(15),
+        **sized("landscape_explorer"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -233,10 +228,9 @@ rule landscape_points:
         out("logs/landscape_points/{run}.log"),
     benchmark:
         out("benchmarks/landscape_points/{run}.tsv")
-    threads: 1
+    threads: cpus("landscape_points")
     resources:
-        mem_mb=8000,
-        runtime=runtime(120),
+        **sized("landscape_points"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -267,10 +261,9 @@ rule consensus_halves:
         out("logs/consensus_halves.log"),
     benchmark:
         out("benchmarks/consensus_halves.tsv")
-    threads: 1
+    threads: cpus("consensus_halves")
     resources:
-        mem_mb=8000,
-        runtime=runtime(120),
+        **sized("consensus_halves"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -309,10 +302,9 @@ rule reproducibility:
         out("logs/reproducibility/{mode}.log"),
     benchmark:
         out("benchmarks/reproducibility/{mode}.tsv")
-    threads: 1
+    threads: cpus("reproducibility")
     resources:
-        mem_mb=4000,
-        runtime=runtime(30),
+        **sized("reproducibility"),
     conda:
         "../envs/gmmscape.yaml"
     script:

@@ -7,7 +7,7 @@ refine/round_{k}/{half}/particles.star (the user's STAR, every row in input orde
 the changes (csv, histogram); the runs of the intermediate rounds live in
 refine/round_{k}/train/. The last round's STAR is also refine/{half}/particles.star.
 
-Needs from common.smk: config, out(), runtime(), fail(), HALVES, PARTICLES, ROUNDS,
+Needs from common.smk: config, out(), cpus(), sized(), fail(), HALVES, PARTICLES, ROUNDS,
 REFINE_MODE, posed_table(), round_run(), train_mask().
 Included before train.smk, whose features and train rules read posed_table().
 """
@@ -42,11 +42,9 @@ rule refine_features:
         out("logs/refine_features/{round}_{half}.log"),
     benchmark:
         out("benchmarks/refine_features/{round}_{half}.tsv")
-    threads: 2
+    threads: cpus("refine_features")
     resources:
-        mem_mb=4000,
-        runtime=runtime(60),
-        gpu=config["gpu"],
+        **sized("refine_features", gpu=True),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -81,11 +79,9 @@ rule refine_train:
         out("logs/refine_train/{round}_{mode}_{half}.log"),
     benchmark:
         out("benchmarks/refine_train/{round}_{mode}_{half}.tsv")
-    threads: 2
+    threads: cpus("refine_train")
     resources:
-        mem_mb=6000,
-        runtime=runtime(240),
-        gpu=config["gpu"],
+        **sized("refine_train", gpu=True),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -123,11 +119,9 @@ rule refine_poses:
         out("logs/refine_poses/{round}_{half}.log"),
     benchmark:
         out("benchmarks/refine_poses/{round}_{half}.tsv")
-    threads: 2
+    threads: cpus("refine_poses")
     resources:
-        mem_mb=4000,
-        runtime=runtime(240),
-        gpu=config["gpu"],
+        **sized("refine_poses", gpu=True),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -141,10 +135,9 @@ rule refine_final:
         out("refine/{half}/particles.star"),
     log:
         out("logs/refine_final/{half}.log"),
-    threads: 1
+    threads: cpus("refine_final")
     resources:
-        mem_mb=1000,
-        runtime=runtime(5),
+        **sized("refine_final"),
     conda:
         "../envs/gmmscape.yaml"
     shell:

@@ -23,10 +23,9 @@ rule simulate_demo:
         out("logs/simulate_demo.log"),
     benchmark:
         out("benchmarks/simulate_demo.tsv")
-    threads: 2
+    threads: cpus("simulate_demo")
     resources:
-        mem_mb=4000,
-        runtime=runtime(30),
+        **sized("simulate_demo"),
     conda:
         "../envs/gmmscape.yaml"
     script:

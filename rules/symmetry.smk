@@ -5,7 +5,7 @@ the operators as relion_particle_symmetry_expand does (gmmscape.symmetry). The t
 rules then read these tables and free only the Gaussians of one asymmetric unit
 (`asu_mask`, else derived from the neutral GMM).
 
-Needs from common.smk: config, out(), runtime(), fail(), SYMMETRIC, ROUNDS.
+Needs from common.smk: config, out(), cpus(), sized(), fail(), SYMMETRIC, ROUNDS.
 """
 
 if SYMMETRIC and ROUNDS:
@@ -27,10 +27,9 @@ rule symmetry_expand:
         out("logs/symmetry_expand/{table}.log"),
     benchmark:
         out("benchmarks/symmetry_expand/{table}.tsv")
-    threads: 1
+    threads: cpus("symmetry_expand")
     resources:
-        mem_mb=2000,
-        runtime=runtime(15),
+        **sized("symmetry_expand"),
     conda:
         "../envs/gmmscape.yaml"
     script:

@@ -34,10 +34,9 @@ rule junk:
         out("logs/junk/{half}.log"),
     benchmark:
         out("benchmarks/junk/{half}.tsv")
-    threads: 2
+    threads: cpus("junk")
     resources:
-        mem_mb=4000,
-        runtime=runtime(60),
+        **sized("junk"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -60,11 +59,9 @@ rule features:
         out("logs/features/{half}.log"),
     benchmark:
         out("benchmarks/features/{half}.tsv")
-    threads: 2
+    threads: cpus("features")
     resources:
-        mem_mb=4000,
-        runtime=runtime(60),
-        gpu=config["gpu"],
+        **sized("features", gpu=True),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -104,11 +101,9 @@ rule train:
         out("logs/train/{mode}_{half}.log"),
     benchmark:
         out("benchmarks/train/{mode}_{half}.tsv")
-    threads: 2
+    threads: cpus("train")
     resources:
-        mem_mb=6000,
-        runtime=runtime(240),
-        gpu=config["gpu"],
+        **sized("train", gpu=True),
     conda:
         "../envs/gmmscape.yaml"
     script:

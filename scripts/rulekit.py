@@ -61,6 +61,13 @@ def run(main: Callable[[Any, Progress], None]) -> None:
     """Call main(snakemake, progress); an InputError becomes its message and exit code 1,
     any other exception one line on the terminal and its traceback in the log."""
     remove_orphans(list(SNAKEMAKE.output))
+    job = os.environ.get("SLURM_JOB_ID")
+    print(
+        f"rule {SNAKEMAKE.rule} on {os.uname().nodename}, SLURM_JOB_ID={job}"
+        if job
+        else f"rule {SNAKEMAKE.rule} on {os.uname().nodename}",
+        file=sys.stderr,
+    )
     try:
         main(SNAKEMAKE, progress)
     except InputError as err:

@@ -22,14 +22,18 @@ import pytest
 import tomllib
 import yaml
 
+from gmmscape import choices, resources
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 LOCAL_RULES = {"all", "split_halves"}
 USER_DATA = {"particles": "p.star", "map": "m.mrc", "box": 16}  # made by the config error test
 
-# A tiny demo: 20 states x 2 particles at box 32, a two-level GMM (16 then 32 Gaussians).
+# A tiny demo: 20 states x 2 particles at box 32, a two-level GMM (16 then 32 Gaussians),
+# the run on all particles only (the even/odd runs are tested in test_reproducibility).
 TINY = {
     "outdir": "results",
+    "split": False,
     "box": 32,
     "demo": {"box": 32, "per_state": 2},
     "gmm": {
@@ -45,7 +49,9 @@ TINY = {
 def snakemake(workdir: Path, *args: str, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
     """Run (or, with popen arguments, start) snakemake on the repository's workflow in workdir."""
     command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # cluster jobs run snakemake and python from PATH: this environment's first
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": path}
     if popen:
         return subprocess.Popen([*command, *args], env=env, text=True, **popen)
     return subprocess.run([*command, *args], env=env, text=True, capture_output=True, timeout=600)
@@ -119,10 +125,13 @@ def test_conda_env_lists_the_package_dependencies():
 def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
     """A partial --configfile merges over config.yaml; the SLURM profile plans every job.
 
-    The file sets only split and gmm.start_n/target_n (start_resolution and the rest
-    are derived), so the build has two levels, for each of the three halves.
+    The file sets only split, gpu and gmm.start_n/target_n (start_resolution and the
+    rest are derived), so the build has two levels, for each of the three halves; only
+    the GPU-capable rules ask for the GPU.
     """
-    config = write_config(tmp_path, {"split": True, "gmm": {"start_n": 64, "target_n": 128}})
+    config = write_config(
+        tmp_path, {"split": True, "gpu": 1, "gmm": {"start_n": 64, "target_n": 128}}
+    )
     result = snakemake(
         tmp_path, "--profile", str(REPO / "profiles/slurm"), "-n", "--configfile", config
     )
@@ -158,8 +167,40 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         assert job["slurm_account"] == site["slurm_account"], job
         if job["rule"] not in LOCAL_RULES:
             assert int(job["mem_mb"]) > 0 and int(job["runtime"]) > 0, job
-    gmm_jobs = [job for job in jobs if job["rule"] == "gmm_level"]
-    assert all(job["gpu"] == "0" for job in gmm_jobs)
+    gpu_rules = {job["rule"] for job in jobs if "gpu" in job}
+    assert gpu_rules == {"gmm_level", "features", "train"}, gpu_rules
+    assert all(job["gpu"] == "1" for job in jobs if "gpu" in job)
+
+
+def test_dry_run_of_300k_particles_requests_resources_from_the_formulas(tmp_path):
+    """Requests follow the data: a demo of 300,000 particles at box 128 (nothing to read
+    but the config) asks for the run times and memory of gmmscape.resources: for the
+    streaming stages, several times the run time of 30,000 particles (ten times the
+    per-particle part, plus a fixed start-up) and the same memory."""
+    plans = {}
+    for per_state in (1_500, 15_000):
+        demo = {"demo": {"per_state": per_state, "box": 128}, "gmm": {"target_n": 2048}}
+        config = write_config(tmp_path / str(per_state), demo)
+        result = snakemake(
+            tmp_path / str(per_state),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "-n",
+            "--configfile",
+            config,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        plans[per_state] = {j["rule"]: j for j in planned_jobs(result.stdout + result.stderr)}
+    node = resources.slurm_node()
+    scale = resources.Scale(300_000, 128, 128, 2048, choices.epochs_for(300_000))
+    for stage in ("features", "train", "landscape_classes", "import_particles"):
+        job = plans[15_000][stage]
+        assert int(job["runtime"]) == resources.runtime(stage, scale, node), stage
+        assert int(job["mem_mb"]) == resources.mem_mb(stage, scale, node), stage
+    for stage in ("features", "train"):
+        small, large = (plans[n][stage] for n in (1_500, 15_000))
+        assert int(large["runtime"]) > 5 * int(small["runtime"]), stage  # + fixed start-up
+        assert large["mem_mb"] == small["mem_mb"], stage
 
 
 @pytest.mark.parametrize(
@@ -332,3 +373,86 @@ def test_where_prints_the_results_directory(tiny_run):
     )
     assert f"results: {workdir / 'results'}" in result.stdout
     assert str(workdir / "results/gmm/all/neutral.pdb") in result.stdout
+
+
+def slurm_partition() -> str | None:
+    """The default partition of a reachable SLURM cluster, None when there is none."""
+    try:
+        done = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = done.stdout.split() if done.returncode == 0 else []
+    default = [n[:-1] for n in names if n.endswith("*")]
+    return (default or names or [None])[0]
+
+
+# CI starts a cluster (.ci/slurm-up) and sets GMMSCAPE_SLURM=1: there the test must run.
+SLURM_REQUIRED = os.environ.get("GMMSCAPE_SLURM") == "1"
+
+
+def running_job(rule: str, deadline: float) -> str:
+    """The id of the first running SLURM job of a rule (the plugin puts it in the comment)."""
+    while time.monotonic() < deadline:
+        listing = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True, check=False
+        ).stdout
+        for line in listing.splitlines():
+            job, comment, state = line.split("|")
+            if f"rule_{rule}" in comment and state == "RUNNING":
+                return job
+        time.sleep(0.3)
+    raise AssertionError(f"no {rule} job ran on the cluster in time")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not SLURM_REQUIRED and slurm_partition() is None, reason="no SLURM cluster (.ci/slurm-up)"
+)
+def test_tiny_demo_on_slurm_matches_the_local_run(tiny_run, tmp_path):
+    """The tiny workflow with the SLURM profile on a real cluster: every job but the local
+    ones runs as a SLURM job (its log names the job id), a job cancelled with scancel is
+    retried and the run completes, and the results equal the local run's."""
+    partition = slurm_partition()
+    assert partition, "GMMSCAPE_SLURM=1 but sinfo finds no cluster"
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "default-resources": {"slurm_partition": partition},
+                "slurm-init-seconds-before-status-checks": 2,
+                "jobs": 2,
+            }
+        )
+    )
+    workdir = tmp_path / "run"
+    config = write_config(workdir, TINY)
+    with (tmp_path / "snakemake.log").open("w") as log:
+        run = snakemake(
+            workdir,
+            *("--profile", str(REPO / "profiles/slurm"), "--workflow-profile", str(overlay)),
+            *("--configfile", config),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        cancelled = running_job("gmm_level", time.monotonic() + 600)
+        subprocess.run(["scancel", cancelled], check=True)
+        assert run.wait(timeout=900) == 0, (tmp_path / "snakemake.log").read_text()
+    output = (tmp_path / "snakemake.log").read_text()
+    print(f"cancelled SLURM job {cancelled}")
+    assert re.search(rf"\b{cancelled}\b", output), output
+
+    results, local = workdir / "results", tiny_run["workdir"] / "results"
+    ids = {}
+    for path in sorted((results / "logs").rglob("*.log")):
+        if path.parent.name in LOCAL_RULES or path.stem in LOCAL_RULES:
+            continue
+        match = re.search(r"SLURM_JOB_ID=(\d+)", path.read_text())
+        assert match, f"{path} ran outside SLURM"
+        ids[str(path.relative_to(results / "logs"))] = match.group(1)
+    print("SLURM jobs:", ids)
+    assert len(set(ids.values())) == len(ids) > 10
+    for name in ("gmm/all/neutral.txt", "train/all_all/latent.csv", "landscape/all_all/latent.csv"):
+        assert (results / name).read_bytes() == (local / name).read_bytes(), name

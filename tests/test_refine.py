@@ -126,7 +126,9 @@ def test_refinement_rounds_feed_training_and_write_the_contract_star(tmp_path):
     contract file refine/{half}/particles.star."""
     from test_pipeline import planned_jobs, snakemake, write_config
 
-    config = write_config(tmp_path, {"refine": {"rounds": 2}, "landscape": {"umap": False}})
+    config = write_config(
+        tmp_path, {"split": False, "refine": {"rounds": 2}, "landscape": {"umap": False}}
+    )
     result = snakemake(tmp_path, "-n", "-p", "--configfile", config)
     assert result.returncode == 0, result.stdout + result.stderr
     text = result.stdout + result.stderr

@@ -213,3 +213,14 @@ def test_even_and_odd_halves_find_the_same_classes(tmp_path, extra_scale):
     if extra_scale > 1.0:
         blob = even[0].set_index("cluster").loc[matched["class_even"], "composition"].to_numpy()
         assert (matched.loc[blob == 1, "fsc_at_consensus"] >= 0.5).all() and blob.sum() == 1
+
+
+def test_where_prints_each_modes_verdict(tmp_path, capsys):
+    """`gmmscape where` (the end of `make run`) prints the even/odd verdict of every mode."""
+    from gmmscape.cli import main
+
+    (tmp_path / "out/reproducibility/all").mkdir(parents=True)
+    (tmp_path / "out/reproducibility/all/verdict.txt").write_text("Reproducible: both halves.\n")
+    (tmp_path / "c.yaml").write_text(f"outdir: {tmp_path / 'out'}\n")
+    assert not main(["where", "--configfile", str(tmp_path / "c.yaml")])
+    assert "even/odd verdict (all): Reproducible: both halves." in capsys.readouterr().out
