@@ -38,3 +38,4 @@ rule all:
         final_outputs(),
         LANDSCAPE_OUTPUTS,
         REFINE_OUTPUTS,
+        out("summary.html"),

@@ -152,6 +152,7 @@ STAGES: dict[str, Stage] = {
     "landscape_subsets": Stage(1, lambda s: 120 + s.particles / 1e4, lambda s: 1000),
     "landscape_explorer": Stage(1, _fixed(600), lambda s: 2000 + s.particles * 0.001),
     "reproducibility": Stage(1, _fixed(600), lambda s: 1500 + _volumes_mb(s.box, 40)),
+    "summary": Stage(1, _fixed(120), lambda s: 1000),
 }
 
 

@@ -52,8 +52,7 @@ def _classes_table(path: Path, page_dir: Path) -> str:
         cells.append(f"<td>{float(row['percent']):.1f}%</td>" if "percent" in row else "<td></td>")
         link = ""
         if isinstance(row.get("map"), str) and row["map"]:
-            target = Path(row["map"])
-            target = target if target.is_absolute() else path.parent / target
+            target = path.with_suffix("") / row["map"]  # classes.csv names files in classes/
             href = os.path.relpath(target, page_dir)
             link = f'<a href="{html.escape(href)}">{html.escape(target.name)}</a>'
         cells.append(f"<td>{link}</td>")

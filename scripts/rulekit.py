@@ -69,7 +69,16 @@ def run(main: Callable[[Any, Progress], None]) -> None:
         file=sys.stderr,
     )
     try:
+        if int(getattr(SNAKEMAKE.resources, "gpu", 0) or 0) > 0:
+            from gmmscape.device import check_gpus, describe
+
+            check_gpus(int(SNAKEMAKE.resources.gpu))
+            progress(describe())
         main(SNAKEMAKE, progress)
+        if "tensorflow" in sys.modules:
+            from gmmscape.device import describe
+
+            print(describe(), file=sys.stderr)
     except InputError as err:
         progress(f"error in rule {SNAKEMAKE.rule}: {err}")
         sys.exit(1)

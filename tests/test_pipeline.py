@@ -7,12 +7,8 @@ Every run uses the repository's Snakefile with a temporary working directory
 from __future__ import annotations
 
 import math
-import os
-import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mrcfile
@@ -21,48 +17,11 @@ import pandas as pd
 import pytest
 import tomllib
 import yaml
+from workflow import LOCAL_RULES, REPO, TINY, planned_jobs, snakemake, write_config
 
 from gmmscape import choices, resources
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-LOCAL_RULES = {"all", "split_halves"}
 USER_DATA = {"particles": "p.star", "map": "m.mrc", "box": 16}  # made by the config error test
-
-# A tiny demo: 20 states x 2 particles at box 32, a two-level GMM (16 then 32 Gaussians),
-# the run on all particles only (the even/odd runs are tested in test_reproducibility).
-TINY = {
-    "outdir": "results",
-    "split": False,
-    "box": 32,
-    "demo": {"box": 32, "per_state": 2},
-    "gmm": {
-        "start_n": 16,
-        "target_n": 32,
-        "start_resolution": 60.0,
-        "target_resolution": 40.0,
-        "epochs": 100,
-    },
-}
-
-
-def snakemake(workdir: Path, *args: str, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    """Run (or, with popen arguments, start) snakemake on the repository's workflow in workdir."""
-    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    # cluster jobs run snakemake and python from PATH: this environment's first
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": path}
-    if popen:
-        return subprocess.Popen([*command, *args], env=env, text=True, **popen)
-    return subprocess.run([*command, *args], env=env, text=True, capture_output=True, timeout=600)
-
-
-def write_config(workdir: Path, config: dict) -> str:
-    """A --configfile holding only the given keys (the rest must come from config.yaml)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "test_config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 def write_mrc(path: Path, box: int, apix: float = 2.0) -> str:
@@ -73,21 +32,6 @@ def write_mrc(path: Path, box: int, apix: float = 2.0) -> str:
         mrc.set_data(data)
         mrc.voxel_size = apix
     return str(path)
-
-
-def planned_jobs(output: str) -> list[dict[str, str]]:
-    """Rule name, wildcards and resources of every job in snakemake's output."""
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output)[1:]:
-        job = {"rule": block.split(":", 1)[0].split()[-1]}
-        match = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-        job["wildcards"] = match.group(1) if match else ""
-        match = re.search(r"^\s+resources: (.*)$", block, re.M)
-        for item in match.group(1).split(", ") if match else []:
-            name, _, value = item.partition("=")
-            job[name] = value
-        jobs.append(job)
-    return jobs
 
 
 def schema_defaults(schema: dict) -> dict:
@@ -256,52 +200,6 @@ def test_bad_config_fails_before_any_job(tmp_path, config, message):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> dict:
-    """The tiny demo run end to end, killed (SIGKILL) during the GMM's second level and resumed.
-
-    Returns the working directory, level 0's modification time when the run was
-    killed and the resumed run's output.
-    """
-    workdir = tmp_path_factory.mktemp("tiny")
-    config = write_config(workdir, TINY)
-    results = workdir / "results"
-    first_log = workdir / "killed_run.log"
-    with first_log.open("w") as log:
-        first = snakemake(
-            workdir,
-            "--cores",
-            "2",
-            "--configfile",
-            config,
-            start_new_session=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        # Level 1 starts (its script opens its log) only once level 0 is recorded complete.
-        level_1_started = results / "logs/gmm_level/all_level_1.log"
-        deadline = time.monotonic() + 400
-        while not level_1_started.exists() and first.poll() is None:
-            assert time.monotonic() < deadline, "level 1 of the GMM did not start in time"
-            time.sleep(0.2)
-        assert first.poll() is None, f"run ended before GMM level 1:\n{first_log.read_text()}"
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=60)
-    level_0 = results / "gmm/all/level_0.txt"
-    killed_at = level_0.stat().st_mtime_ns
-    unlock = snakemake(workdir, "--unlock", "--configfile", config)
-    assert unlock.returncode == 0, unlock.stderr
-    resumed = snakemake(
-        workdir, "--profile", str(REPO / "profiles/local"), "--cores", "2", "--configfile", config
-    )
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    return {
-        "workdir": workdir,
-        "level_0_mtime": killed_at,
-        "output": resumed.stdout + resumed.stderr,
-    }
-
-
 def test_killed_gmm_build_resumes_from_last_finished_level(tiny_run):
     results = tiny_run["workdir"] / "results"
     assert (results / "gmm/all/level_0.txt").stat().st_mtime_ns == tiny_run["level_0_mtime"]
@@ -373,86 +271,3 @@ def test_where_prints_the_results_directory(tiny_run):
     )
     assert f"results: {workdir / 'results'}" in result.stdout
     assert str(workdir / "results/gmm/all/neutral.pdb") in result.stdout
-
-
-def slurm_partition() -> str | None:
-    """The default partition of a reachable SLURM cluster, None when there is none."""
-    try:
-        done = subprocess.run(
-            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    names = done.stdout.split() if done.returncode == 0 else []
-    default = [n[:-1] for n in names if n.endswith("*")]
-    return (default or names or [None])[0]
-
-
-# CI starts a cluster (.ci/slurm-up) and sets GMMSCAPE_SLURM=1: there the test must run.
-SLURM_REQUIRED = os.environ.get("GMMSCAPE_SLURM") == "1"
-
-
-def running_job(rule: str, deadline: float) -> str:
-    """The id of the first running SLURM job of a rule (the plugin puts it in the comment)."""
-    while time.monotonic() < deadline:
-        listing = subprocess.run(
-            ["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True, check=False
-        ).stdout
-        for line in listing.splitlines():
-            job, comment, state = line.split("|")
-            if f"rule_{rule}" in comment and state == "RUNNING":
-                return job
-        time.sleep(0.3)
-    raise AssertionError(f"no {rule} job ran on the cluster in time")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not SLURM_REQUIRED and slurm_partition() is None, reason="no SLURM cluster (.ci/slurm-up)"
-)
-def test_tiny_demo_on_slurm_matches_the_local_run(tiny_run, tmp_path):
-    """The tiny workflow with the SLURM profile on a real cluster: every job but the local
-    ones runs as a SLURM job (its log names the job id), a job cancelled with scancel is
-    retried and the run completes, and the results equal the local run's."""
-    partition = slurm_partition()
-    assert partition, "GMMSCAPE_SLURM=1 but sinfo finds no cluster"
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    (overlay / "config.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "default-resources": {"slurm_partition": partition},
-                "slurm-init-seconds-before-status-checks": 2,
-                "jobs": 2,
-            }
-        )
-    )
-    workdir = tmp_path / "run"
-    config = write_config(workdir, TINY)
-    with (tmp_path / "snakemake.log").open("w") as log:
-        run = snakemake(
-            workdir,
-            *("--profile", str(REPO / "profiles/slurm"), "--workflow-profile", str(overlay)),
-            *("--configfile", config),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        cancelled = running_job("gmm_level", time.monotonic() + 600)
-        subprocess.run(["scancel", cancelled], check=True)
-        assert run.wait(timeout=900) == 0, (tmp_path / "snakemake.log").read_text()
-    output = (tmp_path / "snakemake.log").read_text()
-    print(f"cancelled SLURM job {cancelled}")
-    assert re.search(rf"\b{cancelled}\b", output), output
-
-    results, local = workdir / "results", tiny_run["workdir"] / "results"
-    ids = {}
-    for path in sorted((results / "logs").rglob("*.log")):
-        if path.parent.name in LOCAL_RULES or path.stem in LOCAL_RULES:
-            continue
-        match = re.search(r"SLURM_JOB_ID=(\d+)", path.read_text())
-        assert match, f"{path} ran outside SLURM"
-        ids[str(path.relative_to(results / "logs"))] = match.group(1)
-    print("SLURM jobs:", ids)
-    assert len(set(ids.values())) == len(ids) > 10
-    for name in ("gmm/all/neutral.txt", "train/all_all/latent.csv", "landscape/all_all/latent.csv"):
-        assert (results / name).read_bytes() == (local / name).read_bytes(), name

@@ -124,7 +124,7 @@ def test_refinement_rounds_feed_training_and_write_the_contract_star(tmp_path):
     """refine.rounds 2 plans, per half, an intermediate run on the import's poses and on
     round 1's, two refinement rounds, the final training on round 2's table and the
     contract file refine/{half}/particles.star."""
-    from test_pipeline import planned_jobs, snakemake, write_config
+    from workflow import planned_jobs, snakemake, write_config
 
     config = write_config(
         tmp_path, {"split": False, "refine": {"rounds": 2}, "landscape": {"umap": False}}

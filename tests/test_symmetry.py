@@ -344,7 +344,7 @@ def test_explorer_links_the_copies_of_the_particle_under_the_pointer(tmp_path):
     ids=["with-refine", "asu-mask-c1"],
 )
 def test_bad_symmetry_config_fails_before_any_job(tmp_path, config, message):
-    from test_pipeline import snakemake, write_config
+    from workflow import snakemake, write_config
 
     result = snakemake(tmp_path, "--cores", "1", "--configfile", write_config(tmp_path, config))
     assert result.returncode != 0
