@@ -136,18 +136,22 @@ def test_all_zero_or_constant_stack(tmp_path, value):
 def test_counts_against_latent_dimension_classes_and_halves(tmp_path):
     path, _ = particles_file(tmp_path, n=3)
     with pytest.raises(InputError, match="the all run .* has 3 particles, expected at least 10"):
-        check(path)
+        check(path, split=False)
     path, _ = particles_file(tmp_path, n=24)
     with pytest.raises(InputError, match=r"^particles: the even run .* has 12 particles, .* 13"):
         check(path, split=True, **{"train.latent_dim": 12})
     with pytest.raises(InputError, match="n_clusters: 30 classes asked for, but the all run"):
-        check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "kmeans"})
+        check(
+            path,
+            split=False,
+            **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "kmeans"},
+        )
     check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "bic"})
     check(path, **{"landscape.cluster.n_clusters": 30, "landscape.cluster.method": "auto"})
     path, _ = particles_file(tmp_path, n=24, rlnRandomSubset=np.ones(24, int))
     with pytest.raises(InputError, match=r"half 2 \(odd\) is empty.*split: true needs both"):
         check(path, split=True)
-    check(path)
+    check(path, split=False)
 
 
 def test_cluster_space_umap_needs_umap():
