@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from . import __version__
 from .errors import InputError
 
 
@@ -293,6 +294,7 @@ PASSTHROUGH = {"run"}  # commands whose unknown arguments go on to another progr
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gmmscape", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add, run) in COMMANDS.items():
         summary = run.__doc__.splitlines()[0]
