@@ -32,6 +32,12 @@ class Decoder:
     box: int  # box and pixel size (Angstrom) of the neutral GMM's map
     apix: float
     mode: str
+    run_dir: Path | None = None  # where load_decoder read it from
+
+    @property
+    def frame_source(self) -> str:
+        """What the box and pixel size belong to, for messages (train.check_extent)."""
+        return "the trained decoder" + (f" of {self.run_dir}" if self.run_dir else "")
 
     @property
     def neutral(self) -> np.ndarray:
@@ -65,6 +71,7 @@ def load_decoder(run_dir: str | os.PathLike) -> Decoder:
         box=int(meta["box"]),
         apix=float(meta["apix"]),
         mode=str(meta["mode"]),
+        run_dir=run_dir,
     )
 
 

@@ -34,7 +34,7 @@ def main(smk: Any, progress: Progress) -> None:
     trajectories = pc_trajectories(latent, pca, settings["components"], **span)
     ratios = [np.nan] * len(trajectories)
     for name, mask_path in zip(smk.params.regions, smk.input.regions, strict=True):
-        # mask_inside checks the mask's extent against .box/.apix: the decoder has both
+        # the region mask must span the frame the decoder was trained in
         inside = mask_inside(mask_path, decoder.neutral, decoder, apix=smk.params.apix)
         trajectory, ratio = localized_trajectory(latent, decoder, inside, f"region_{name}", **span)
         trajectories.append(trajectory)
