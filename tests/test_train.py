@@ -241,6 +241,7 @@ def test_features_of_another_gmm_are_refused(linear_small, tmp_path):
         train(other, particles, features, tmp_path / "run", TrainSettings(**SHORT))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_where_it_stopped(linear_small, tmp_path, monkeypatch):
     root, particles, features = linear_small
     settings = TrainSettings(mode="position", latent_dim=2, **{**SHORT, "epochs": 3})
@@ -293,6 +294,7 @@ def test_junk_particles_are_reported_and_skipped(linear_small, tmp_path):
     assert np.isfinite(z).all()
 
 
+@pytest.mark.slow
 def test_same_seed_same_latents(linear_small, tmp_path):
     root, particles, features = linear_small
     settings = TrainSettings(mode="all", latent_dim=2, **{**SHORT, "epochs": 1})
