@@ -96,7 +96,7 @@ def linear_latent(n: int = 2000, seed: int = 0) -> np.ndarray:
 
 
 def test_pc1_trajectory_moves_the_domain_along_its_path_and_not_the_body():
-    """Issue check on a synthetic decoder: along PC1 (5th-95th percentile) the moving
+    """On a synthetic decoder: along PC1 (5th-95th percentile) the moving
     domain travels within 30% of the true path length, the rigid body < 10% of that."""
     decoder, latent = LinearDecoder(), linear_latent()
     pca = fit_pca(latent)
@@ -228,7 +228,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_pc1_of_a_trained_linear_run_moves_the_domain_along_its_path():
-    """Issue check on a trained decoder (linear system, position mode, 1D latent as in the
+    """On a trained decoder (linear system, position mode, 1D latent as in the
     paper): along PC1 the domain's Gaussians travel within 30% of the true path length and
     the rigid body moves (net displacement of its Gaussians) by < 10% of that. The mean
     per-Gaussian displacement of the body is printed too: at CI size the decoder jitters
