@@ -32,12 +32,15 @@ run: install
 	@$(BIN)/python -m gmmscape.cli where --configfile config.yaml
 
 lint: install
-	$(BIN)/ruff check gmmscape tests scripts bench
-	$(BIN)/ruff format --check gmmscape tests scripts bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/mypy gmmscape scripts
 
 format: install
-	$(BIN)/ruff format gmmscape tests scripts bench
-	$(BIN)/ruff check --fix gmmscape tests scripts bench
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	$(BIN)/snakefmt Snakefile rules
 
 bench: install
 	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

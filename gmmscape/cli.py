@@ -154,7 +154,8 @@ def run_import(args: argparse.Namespace) -> None:
 
     if args.check and not args.map:
         raise InputError("--check: needs the consensus map (--map)")
-    flipped = {"auto": "auto", "true": True, "false": False}[args.phase_flipped]
+    choices: dict[str, str | bool] = {"auto": "auto", "true": True, "false": False}
+    flipped = choices[args.phase_flipped]
     result = import_particles(
         args.particles,
         args.out,
@@ -297,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add, run) in COMMANDS.items():
-        summary = run.__doc__.splitlines()[0]
+        summary = (run.__doc__ or name).splitlines()[0]
         add(sub.add_parser(name, help=summary, description=summary))
     return parser
 

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -20,6 +21,9 @@ import pandas as pd
 from .errors import InputError
 from .networks import GmmSpace
 from .rigid import RigidSpace, space_from_dict
+
+if TYPE_CHECKING:
+    from . import trajectory
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +111,7 @@ def parse_points(
 
 
 def write_points(
-    decoder: Decoder,
+    decoder: trajectory.Decoder,
     points: np.ndarray,
     outdir: str | os.PathLike,
     *,

@@ -51,7 +51,7 @@ from .io.common import atomic_output
 from .io.mrc import read_map
 from .networks import GmmSpace, build_encoder, check_mode
 from .projection import FourierGrid, frc_loss, images_ft
-from .rigid import build_space, space_decoder
+from .rigid import RigidSpace, build_space, space_decoder
 from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
 from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
 
@@ -120,7 +120,7 @@ class Run:
     """The networks and state of one run, and its compiled steps."""
 
     settings: TrainSettings
-    space: GmmSpace
+    space: GmmSpace | RigidSpace
     grid: FourierGrid
     encoder: keras.Model
     decoder: keras.Model
@@ -133,12 +133,20 @@ class Run:
 
     @classmethod
     def build(
-        cls, settings: TrainSettings, space: GmmSpace, grid: FourierGrid, use_ctf: bool = False
+        cls,
+        settings: TrainSettings,
+        space: GmmSpace | RigidSpace,
+        grid: FourierGrid,
+        use_ctf: bool = False,
     ) -> Run:
         keras.utils.set_random_seed(settings.seed)
         net = dict(hidden=settings.hidden, dropout=settings.dropout)
         encoder = build_encoder(
-            space.neutral.size, settings.latent_dim, init_scale=settings.encoder_init, **net
+            space.neutral.size,
+            settings.latent_dim,
+            hidden=settings.hidden,
+            dropout=settings.dropout,
+            init_scale=settings.encoder_init,
         )
         decoder = space_decoder(space, settings.latent_dim, **net)
         optimizer = adam(settings.lr, settings.l2)
