@@ -1,4 +1,4 @@
-"""Time and peak memory of the coarse-to-fine neutral GMM build (issue 3).
+"""Time and peak memory of the coarse-to-fine neutral GMM build.
 
     .venv/bin/python bench/bench_gmmfit.py [--epochs 300] [--cases demo box128] [--compare]
 

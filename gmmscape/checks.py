@@ -83,7 +83,7 @@ def _check_voxels(key: str, path: str | os.PathLike, data: np.ndarray, mask: boo
 
 def check_star_columns(path: str | os.PathLike) -> None:
     """Every column of every STAR table named once (a repeated name is read as garbage)."""
-    block, seen = None, {}
+    block, seen = None, dict[str, int]()
     with open(path, errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             word = line.strip().split(maxsplit=1)[0] if line.strip() else ""

@@ -38,6 +38,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -232,7 +233,7 @@ def derive(settings: dict[str, object], facts: DataFacts) -> dict[str, Choice]:
     """Every key of CHOICE_KEYS: the config's value when set, else derived from facts."""
     chosen: dict[str, Choice] = {}
 
-    def pick(key: str, value: object, reason: str) -> object:
+    def pick(key: str, value: Any, reason: str) -> Any:  # config values are untyped
         given = settings.get(key)
         chosen[key] = (
             Choice(given, "set in the config") if given is not None else Choice(value, reason)

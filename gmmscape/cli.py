@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from . import __version__
 from .errors import InputError
 
 
@@ -155,7 +156,8 @@ def run_import(args: argparse.Namespace) -> None:
 
     if args.check and not args.map:
         raise InputError("--check: needs the consensus map (--map)")
-    flipped = {"auto": "auto", "true": True, "false": False}[args.phase_flipped]
+    choices: dict[str, str | bool] = {"auto": "auto", "true": True, "false": False}
+    flipped = choices[args.phase_flipped]
     result = import_particles(
         args.particles,
         args.out,
@@ -295,9 +297,10 @@ PASSTHROUGH = {"run"}  # commands whose unknown arguments go on to another progr
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gmmscape", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add, run) in COMMANDS.items():
-        summary = run.__doc__.splitlines()[0]
+        summary = (run.__doc__ or name).splitlines()[0]
         add(sub.add_parser(name, help=summary, description=summary))
     return parser
 

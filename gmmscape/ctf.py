@@ -31,8 +31,8 @@ class CTFParams:
     voltage: np.ndarray  # kV
     cs: np.ndarray  # mm
     amp_contrast: np.ndarray  # fraction
-    phase_shift: np.ndarray = 0.0  # degrees
-    bfactor: np.ndarray = 0.0  # A^2
+    phase_shift: np.ndarray | float = 0.0  # degrees
+    bfactor: np.ndarray | float = 0.0  # A^2
 
     @classmethod
     def from_table(cls, table) -> CTFParams:

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -20,6 +21,9 @@ import pandas as pd
 from .errors import InputError
 from .networks import GmmSpace
 from .rigid import RigidSpace, space_from_dict
+
+if TYPE_CHECKING:
+    from . import trajectory
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +36,12 @@ class Decoder:
     box: int  # box and pixel size (Angstrom) of the neutral GMM's map
     apix: float
     mode: str
+    run_dir: Path | None = None  # where load_decoder read it from
+
+    @property
+    def frame_source(self) -> str:
+        """What the box and pixel size belong to, for messages (train.check_extent)."""
+        return "the trained decoder" + (f" of {self.run_dir}" if self.run_dir else "")
 
     @property
     def neutral(self) -> np.ndarray:
@@ -65,6 +75,7 @@ def load_decoder(run_dir: str | os.PathLike) -> Decoder:
         box=int(meta["box"]),
         apix=float(meta["apix"]),
         mode=str(meta["mode"]),
+        run_dir=run_dir,
     )
 
 
@@ -100,7 +111,7 @@ def parse_points(
 
 
 def write_points(
-    decoder: Decoder,
+    decoder: trajectory.Decoder,
     points: np.ndarray,
     outdir: str | os.PathLike,
     *,

@@ -22,7 +22,7 @@ from .errors import InputError
 
 def latent_columns(frame: pd.DataFrame) -> list[str]:
     """The latent columns z0..z{d-1} of a latent table, in order; raises if there are none."""
-    columns = []
+    columns: list[str] = []
     while f"z{len(columns)}" in frame.columns:
         columns.append(f"z{len(columns)}")
     if not columns:

@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -125,7 +125,7 @@ def compute_features(
     res_lo: float | None,
     res_hi: float | None,
     batch: int = 64,
-    exclude: np.ndarray | None = None,
+    exclude: Sequence[int] | np.ndarray | None = None,
     frc_weights: str = "flat",
     snr: SpectralSNR | None = None,
 ) -> FeatureInfo:

@@ -47,14 +47,15 @@ def _writer(log: Log) -> Callable[[str], None]:
     """A callable that emits one progress line to a callable, a stream or nowhere."""
     if log is None:
         return lambda line: None
-    if hasattr(log, "write"):
+    if callable(log):
+        return log
+    stream = log
 
-        def write(line: str) -> None:
-            log.write(line + "\n")
-            log.flush()
+    def write(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
 
-        return write
-    return log
+    return write
 
 
 def _check_volume(volume: np.ndarray, what: str = "map") -> int:
@@ -134,7 +135,7 @@ def split_gaussians(gmm: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
         direction = rng.standard_normal((m, 3))
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         offset = 0.5 * SPLIT_OFFSET * out[heavy, 4:5] * direction
-        half = out[heavy] * np.float32([1, 1, 1, 0.5, 1])
+        half = out[heavy] * np.array([1, 1, 1, 0.5, 1], np.float32)
         a, b = half.copy(), half.copy()
         a[:, :3] += offset
         b[:, :3] -= offset
@@ -300,7 +301,7 @@ def _to_map_scale(gmm: np.ndarray, band: ShellBand, t_re: tf.Tensor, t_im: tf.Te
     re, im = gmm_ft(tf.constant(gmm), band)
     w = band.weight
     scale = tf.reduce_sum(w * (re * t_re + im * t_im)) / tf.reduce_sum(w * (re * re + im * im))
-    return gmm * np.float32([1, 1, 1, float(scale), 1])
+    return gmm * np.array([1, 1, 1, float(scale), 1], np.float32)
 
 
 def build_level(

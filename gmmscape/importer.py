@@ -500,18 +500,18 @@ def flip_and_crop(
     full = images.shape[-1]
     factor = None if params is None else _CTF_CHANGE[change]
     if window is not None and window != full:
-        if factor is not None:
+        if factor is not None and params is not None:
             ft = to_fourier(images) * factor(ctf_2d(params, full, apix))
             images = to_real(ft, full).astype(np.float32)
         images, factor, full = real_window(images, window), None, window
     if box == full:
-        if factor is None:
+        if factor is None or params is None:
             return np.asarray(images, dtype=np.float32)
         return to_real(to_fourier(images) * factor(ctf_2d(params, box, apix)), box).astype(
             np.float32
         )
     ft = crop_ft(to_fourier(images), full, box)
-    if factor is not None:
+    if factor is not None and params is not None:
         ft *= factor(ctf_2d(params, box, apix * full / box))
     return to_real(ft, box).astype(np.float32) * np.float32((box / full) ** 2)
 

@@ -43,7 +43,7 @@ def _groups(models: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray
     patterns: dict[bytes, list[int]] = {}
     for g in varying:
         _, which = np.unique(models[:, g], axis=0, return_inverse=True)
-        patterns.setdefault(which.ravel().astype(np.int64).tobytes(), []).append(g)
+        patterns.setdefault(which.ravel().astype(np.int64).tobytes(), []).append(int(g))
     groups = []
     for key, members in patterns.items():
         which = np.frombuffer(key, dtype=np.int64)

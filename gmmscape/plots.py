@@ -39,7 +39,7 @@ def scatter(
     for k in np.unique(labels):
         pick = show[labels[show] == k]
         name = "unassigned" if k == UNASSIGNED else f"class {k}"
-        ax.scatter(*xy[pick].T, s=size, color=_colour(k), label=name, linewidths=0)
+        ax.scatter(xy[pick, 0], xy[pick, 1], s=size, color=_colour(k), label=name, linewidths=0)
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.legend(markerscale=max(1.0, 8 / size), fontsize="small", loc="best")

@@ -71,8 +71,8 @@ def parse_point(text: str, latent_dim: int, pca: PCA) -> np.ndarray:
     if len(kinds) != 1:
         raise InputError(f"point {text!r}: expected pcK=.. or zK=.. terms, not both or none")
     vector = np.zeros(latent_dim)
-    for (_, k), value in named.items():
-        vector[k] = value
+    for (_, k), number in named.items():
+        vector[k] = number
     return pca.inverse_transform(vector[None])[0] if kinds == {"pc"} else vector
 
 
@@ -247,7 +247,7 @@ def user_trajectories(
     d = latent.shape[1]
     drawn: list[Trajectory | Circle] = []
     for name, (start, end) in (settings.get("lines") or {}).items():
-        ends = [parse_point(p, d, pca) for p in (start, end)]
+        ends = (parse_point(start, d, pca), parse_point(end, d, pca))
         drawn.append(line_trajectory(f"line_{name}", *ends, n_points))
     for name, circle in (settings.get("circles") or {}).items():
         drawn.append(

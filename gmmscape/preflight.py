@@ -259,7 +259,8 @@ def check_conventions(
     predicted = {k: _predicted(c[lo : hi + 1]) for k, c in halves.items()}
     verdict, message = _judge(scores, predicted, meta)
     expected = predicted["stated"]
-    resolution = tuple(source.box * source.apix / k for k in band)
+    extent = source.box * source.apix
+    resolution = (extent / lo, extent / hi)
     return PreflightResult(
         scores=scores,
         curves={k: v.tolist() for k, v in curves.items()},

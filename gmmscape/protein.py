@@ -165,12 +165,12 @@ def protein_system(extent: float, with_extra: bool) -> System:
     labels = [np.full(len(body[0]), BODY), np.full(len(hinge_w), DOMAIN)]
     if with_extra:
         labels.append(np.full(len(extra[0]), EXTRA))
-    state = np.asarray(state)
+    states = np.asarray(state)
     return System(
         name="protein_composition" if with_extra else "protein_hinge",
         models=np.ascontiguousarray(models),
-        state=state,
-        coordinate=coordinate[state],
+        state=states,
+        coordinate=coordinate[states],
         composition=np.asarray(composition, dtype=np.int64),
         part=np.concatenate(labels),
         coordinate_name="hinge path (0-1)",

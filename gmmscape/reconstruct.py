@@ -52,7 +52,9 @@ from .io.stacks import ImageStack, open_stack
 
 INTERPOLATIONS = ("trilinear", "nearest")
 # what the images hold (io.common.CTF_STATES) -> the weight of their samples, from the CTF
-_DATA_WEIGHT = dict(zip(CTF_STATES, (lambda c: c, np.abs, np.ones_like), strict=True))
+_DATA_WEIGHT: dict[str, Callable[[np.ndarray], np.ndarray]] = dict(
+    zip(CTF_STATES, (lambda c: c, np.abs, np.ones_like), strict=True)
+)
 _SAMPLES_PER_STEP = 1 << 17  # slice samples scattered at once (x8 corners): bounds memory
 
 

@@ -134,7 +134,7 @@ def refine_batch(
     first = steps[1](*args, tf.constant(zero), *fine)[0].numpy()
     keep = first <= loss
     p[keep], loss[keep] = 0.0, first[keep]
-    rot, shift = _posed(*args[1:], tf.constant(p))
+    rot, shift = _posed(args[1], args[2], tf.constant(p))
     return rot.numpy().astype(np.float64), shift.numpy().astype(np.float64), first, loss
 
 
@@ -166,8 +166,7 @@ def refine_poses(
     coarse = FourierGrid(
         particles.box, particles.apix, settings.res_lo, particles.box * particles.apix / half
     )
-    grids = (coarse, fine)
-    steps = tuple(_loss_and_gradient(g) for g in grids)
+    steps = (_loss_and_gradient(coarse), _loss_and_gradient(fine))
     out = [np.empty((len(rows), 3, 3)), np.empty((len(rows), 2)), np.empty(len(rows)),
            np.empty(len(rows))]  # fmt: skip
     for part in sequential_chunks(len(rows), settings.batch):
@@ -175,7 +174,7 @@ def refine_poses(
         images = particles.images(r)
         result = refine_batch(
             steps, decoder.decode(z[part]), particles.rotations[r], particles.shifts[r],
-            tuple(images_ft(images, g) for g in grids), settings,
+            (images_ft(images, coarse), images_ft(images, fine)), settings,
         )  # fmt: skip
         for target, value in zip(out, result, strict=True):
             target[part] = value

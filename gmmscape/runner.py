@@ -145,7 +145,7 @@ def run_workflow(configfiles: list[str], args: list[str]) -> int:
     seen: list[str] = []
 
     def lines() -> Iterator[str]:
-        for line in process.stdout:
+        for line in process.stdout or ():  # a pipe: stdout=PIPE
             seen.append(line)
             yield line
 

@@ -314,17 +314,19 @@ def _write_particles(
     set's signal variance, the second adds noise scaled to it and writes.
     """
     noisy = snr is not None and math.isfinite(snr)
-    levels = {"signal_variance": None, "noise_sigma": None}
-    if noisy:
+    levels: dict[str, float | None] = {"signal_variance": None, "noise_sigma": None}
+    sigma = 0.0
+    if noisy and snr is not None:
         log.info("measuring the signal variance")
         signal_var = _signal_variance(_particle_chunks(system, table, box, apix, chunk))
-        levels = {"signal_variance": signal_var, "noise_sigma": math.sqrt(signal_var / snr)}
+        sigma = math.sqrt(signal_var / snr)
+        levels = {"signal_variance": signal_var, "noise_sigma": sigma}
     rng = np.random.default_rng(seed)
 
     def images() -> Iterator[np.ndarray]:
         for clean in _particle_chunks(system, table, box, apix, chunk):
             if noisy:
-                clean += levels["noise_sigma"] * rng.standard_normal(clean.shape, np.float32)
+                clean += sigma * rng.standard_normal(clean.shape, np.float32)
             yield clean
 
     log.info("writing %s", path.name)

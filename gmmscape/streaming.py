@@ -52,6 +52,10 @@ class ParticleSet:
     def apix(self) -> float:
         return self.stack.apix
 
+    @property
+    def frame_source(self) -> str:
+        return f"the particles of {self.stack.path}"
+
     def images(self, rows: np.ndarray) -> np.ndarray:
         """Images (k, b, b) float32 of the table rows `rows` (sorted reads are fastest)."""
         return self.stack.read(self.stack_index[rows])

@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -50,7 +51,7 @@ from .io.common import atomic_output
 from .io.mrc import read_map
 from .networks import GmmSpace, build_encoder, check_mode
 from .projection import FourierGrid, batch_signature, frc_loss, images_ft
-from .rigid import build_space, space_decoder
+from .rigid import RigidSpace, build_space, space_decoder
 from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
 from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
 
@@ -119,7 +120,7 @@ class Run:
     """The networks and state of one run, and its compiled steps."""
 
     settings: TrainSettings
-    space: GmmSpace
+    space: GmmSpace | RigidSpace
     grid: FourierGrid
     encoder: keras.Model
     decoder: keras.Model
@@ -132,12 +133,20 @@ class Run:
 
     @classmethod
     def build(
-        cls, settings: TrainSettings, space: GmmSpace, grid: FourierGrid, use_ctf: bool = False
+        cls,
+        settings: TrainSettings,
+        space: GmmSpace | RigidSpace,
+        grid: FourierGrid,
+        use_ctf: bool = False,
     ) -> Run:
         keras.utils.set_random_seed(settings.seed)
         net = dict(hidden=settings.hidden, dropout=settings.dropout)
         encoder = build_encoder(
-            space.neutral.size, settings.latent_dim, init_scale=settings.encoder_init, **net
+            space.neutral.size,
+            settings.latent_dim,
+            hidden=settings.hidden,
+            dropout=settings.dropout,
+            init_scale=settings.encoder_init,
         )
         decoder = space_decoder(space, settings.latent_dim, **net)
         optimizer = adam(settings.lr, settings.l2)
@@ -516,34 +525,50 @@ def train(
     return history
 
 
-def check_extent(what: str, box: int, apix: float, particles: ParticleSet) -> None:
-    """A map or GMM frame must span the particles' box in Angstrom (any sampling): GMM
+class Frame(Protocol):
+    """A box (pixels) at a pixel size (Angstrom) that maps and GMMs must span: the
+    particles' (streaming.ParticleSet) or a trained decoder's (decode.Decoder)."""
+
+    @property
+    def box(self) -> int: ...
+
+    @property
+    def apix(self) -> float: ...
+
+    @property
+    def frame_source(self) -> str:
+        """What the frame is, for messages: e.g. ``the particles of stack.mrcs``."""
+        ...
+
+
+def check_extent(what: str, box: int, apix: float, frame: Frame) -> None:
+    """A map or GMM frame must span the frame's box in Angstrom (any sampling): GMM
     centres are box fractions, so another extent means another data set."""
-    extent, expected = box * apix, particles.box * particles.apix
+    extent, expected = box * apix, frame.box * frame.apix
     if abs(extent - expected) > 5e-3 * expected:
         raise InputError(
-            f"{what}: box {box} at {apix:.4g} A spans {extent:.1f} A; expected the particles' "
-            f"{expected:.1f} A (box {particles.box} at {particles.apix:.4g} A of "
-            f"{particles.stack.path})"
+            f"{what}: box {box} at {apix:.4g} A spans {extent:.1f} A; expected "
+            f"{expected:.1f} A, box {frame.box} at {frame.apix:.4g} A of {frame.frame_source}"
         )
 
 
 def mask_inside(
     path: str | os.PathLike,
     neutral: np.ndarray,
-    particles: ParticleSet,
+    frame: Frame,
     threshold: float = 0.5,
     apix: float | None = None,
 ) -> np.ndarray:
-    """(N,) bool: Gaussians whose centre voxel in the mask [z, y, x] is >= threshold
-    (`apix`: the config's pixel size override for the mask's header)."""
+    """(N,) bool: Gaussians whose centre voxel in the mask [z, y, x] is >= threshold; the
+    mask must span `frame` (the particles or a decoder). `apix`: the config's pixel size
+    override for the mask's header."""
     mask, apix = read_map(path, apix)
     if len(set(mask.shape)) != 1:
         raise InputError(
             f"{path}: mask of {'x'.join(map(str, mask.shape))} voxels, expected a cube"
         )
     box = mask.shape[-1]
-    check_extent(f"mask {path}", box, apix, particles)
+    check_extent(f"mask {path}", box, apix, frame)
     inside = centre_values(neutral, mask) >= threshold
     if not inside.any():
         raise InputError(f"{path}: no Gaussian of the neutral GMM lies inside the mask")

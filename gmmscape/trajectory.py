@@ -39,10 +39,19 @@ from .reconstruct import ImageSource, reconstruct_sets
 class Decoder(Protocol):
     """What trajectories need of a trained decoder (gmmscape.decode.load_decoder)."""
 
-    latent_dim: int
-    neutral: np.ndarray  # (N, 5)
-    box: int  # box and pixel size of the training particles
-    apix: float
+    @property
+    def latent_dim(self) -> int: ...
+
+    @property
+    def neutral(self) -> np.ndarray:  # (N, 5)
+        ...
+
+    @property
+    def box(self) -> int:  # box and pixel size of the training particles
+        ...
+
+    @property
+    def apix(self) -> float: ...
 
     def decode(self, z: np.ndarray) -> np.ndarray:  # (M, d) -> (M, N, 5)
         ...
@@ -185,8 +194,11 @@ class Series(Protocol):
     """Points of the latent space in order: a Trajectory, or another curve with the same
     ``name``, ``t`` (n_points,) and ``latent`` (n_points, d) (gmmscape.points)."""
 
-    name: str
-    t: np.ndarray
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def t(self) -> np.ndarray: ...
 
     @property
     def latent(self) -> np.ndarray: ...

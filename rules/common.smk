@@ -261,12 +261,18 @@ SYMMETRIC = config["symmetry"].upper() != "C1"
 
 def expanded(path):
     """A per-particle table under outdir, or its copy with one row per symmetry copy."""
-    return out(os.path.join("symmetry", os.path.relpath(path, config["outdir"]))) if SYMMETRIC else path
+    return (
+        out(os.path.join("symmetry", os.path.relpath(path, config["outdir"])))
+        if SYMMETRIC
+        else path
+    )
 
 
 def posed_table(half, k=ROUNDS):
     """The table of a half with the poses of round k (0: the import's, symmetry-expanded)."""
-    return expanded(out(f"import/{half}.csv")) if int(k) == 0 else out(f"refine/round_{k}/{half}.csv")
+    return (
+        expanded(out(f"import/{half}.csv")) if int(k) == 0 else out(f"refine/round_{k}/{half}.csv")
+    )
 
 
 def posed_half_table(wildcards):

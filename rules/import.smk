@@ -85,7 +85,6 @@ rule split_halves:
         "../scripts/split_halves.py"
 
 
-
 rule preflight:
     input:
         table=out("import/particles.csv"),

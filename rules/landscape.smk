@@ -46,14 +46,6 @@ rule landscape_embed:
         import_junk=out("import/junk.csv"),
         table=out("import/particles.csv"),
     output:
-        latent=out("landscape/{run}/latent.csv"),
-        counts=report(
-            out("landscape/{run}/clusters.csv"),
-            caption="../report/landscape_counts.rst",
-            category="Landscape",
-            subcategory="{run}",
-            labels={"run": "{run}", "figure": "class populations"},
-        ),
         **{
             f"{view}_{kind}": report(
                 out(f"landscape/{{run}}/{view}_{kind}.png"),
@@ -65,6 +57,14 @@ rule landscape_embed:
             for view in LANDSCAPE_VIEWS
             for kind in ("scatter", "density")
         },
+        latent=out("landscape/{run}/latent.csv"),
+        counts=report(
+            out("landscape/{run}/clusters.csv"),
+            caption="../report/landscape_counts.rst",
+            category="Landscape",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "class populations"},
+        ),
     params:
         landscape=LANDSCAPE,
         seed=config["seed"],

@@ -7,6 +7,7 @@ under report/; this file only names the description shown first.
 
 report: "../report/workflow.rst"
 
+
 # The answers on one page, first in the report: classes and populations of every mode's
 # run on all particles, the even/odd verdict, the landscape picture, the derived settings.
 SUMMARY_VIEW = LANDSCAPE_VIEWS[-1]  # UMAP when it is on

@@ -13,11 +13,12 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.decode import load_decoder
     from gmmscape.embedding import embedded, fit_pca, latent_columns
     from gmmscape.importer import load_meta, load_table
-    from gmmscape.points import user_trajectories
+    from gmmscape.points import Circle, user_trajectories
     from gmmscape.reconstruct import copies, reconstruction_source, table_rows
     from gmmscape.rigid import write_domain_motion
     from gmmscape.train import mask_inside
     from gmmscape.trajectory import (
+        Trajectory,
         decode_points,
         displacement,
         localized_trajectory,
@@ -31,13 +32,15 @@ def main(smk: Any, progress: Progress) -> None:
     decoder = load_decoder(Path(smk.input.decoder).parent)
     span = dict(n_points=settings["points"], percentiles=tuple(settings["percentiles"]))
     pca = fit_pca(latent)
-    trajectories = pc_trajectories(latent, pca, settings["components"], **span)
+    trajectories: list[Trajectory | Circle] = [
+        *pc_trajectories(latent, pca, settings["components"], **span)
+    ]
     ratios = [np.nan] * len(trajectories)
     for name, mask_path in zip(smk.params.regions, smk.input.regions, strict=True):
-        # mask_inside checks the mask's extent against .box/.apix: the decoder has both
+        # the region mask must span the frame the decoder was trained in
         inside = mask_inside(mask_path, decoder.neutral, decoder, apix=smk.params.apix)
-        trajectory, ratio = localized_trajectory(latent, decoder, inside, f"region_{name}", **span)
-        trajectories.append(trajectory)
+        region, ratio = localized_trajectory(latent, decoder, inside, f"region_{name}", **span)
+        trajectories.append(region)
         ratios.append(ratio)
         progress(f"region {name}: {inside.sum()} Gaussians inside, motion ratio {ratio:.3g}")
 

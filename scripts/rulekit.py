@@ -16,6 +16,7 @@ with one line naming the job, its input and its log (the traceback goes to the l
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -32,7 +33,8 @@ _LOG = open(SNAKEMAKE.log[0], "w")  # open for the whole job
 for _stream in (sys.stdout, sys.stderr):
     _stream.flush()
     os.dup2(_LOG.fileno(), _stream.fileno())
-    _stream.reconfigure(line_buffering=True)
+    if isinstance(_stream, io.TextIOWrapper):  # as Python's own sys.stdout and sys.stderr
+        _stream.reconfigure(line_buffering=True)
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -129,6 +129,7 @@ def embedded_rows(run) -> pd.DataFrame:
     return frame[frame[["z0", "z1"]].notna().all(axis=1)].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_page_is_self_contained(run):
     text = run["page"].read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
@@ -137,6 +138,7 @@ def test_page_is_self_contained(run):
     assert "</" not in script  # inlined verbatim into a <script> element
 
 
+@pytest.mark.slow
 def test_pointer_decodes_the_pca_inverse_without_errors_or_network(run, browser_page):
     page = browser_page["page"]
     page.evaluate("explorer.setView('pca'); explorer.setTool('explore')")
@@ -155,6 +157,7 @@ def test_pointer_decodes_the_pca_inverse_without_errors_or_network(run, browser_
     assert page_requests(browser_page) == [run["page"].as_uri()]
 
 
+@pytest.mark.slow
 def test_page_decodes_like_gmmscape_decode(run, browser_page, tmp_path, capsys):
     page = browser_page["page"]
     rows = embedded_rows(run)[["z0", "z1"]].to_numpy()
@@ -171,6 +174,7 @@ def test_page_decodes_like_gmmscape_decode(run, browser_page, tmp_path, capsys):
     assert browser_page["errors"] == []
 
 
+@pytest.mark.slow
 def test_umap_view_maps_back_to_the_nearest_particles_mean(run, browser_page):
     page = browser_page["page"]
     rows = embedded_rows(run)
@@ -185,6 +189,7 @@ def test_umap_view_maps_back_to_the_nearest_particles_mean(run, browser_page):
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_lasso_selects_the_particles_inside_and_saves_their_star(run, browser_page, tmp_path):
     page = browser_page["page"]
     page.evaluate("explorer.setView('pca'); explorer.setTool('lasso')")
@@ -231,6 +236,7 @@ def test_lasso_selects_the_particles_inside_and_saves_their_star(run, browser_pa
     assert browser_page["errors"] == []
 
 
+@pytest.mark.slow
 def test_box_selection_and_class_click(run, browser_page):
     page = browser_page["page"]
     page.evaluate("explorer.setView('umap'); explorer.setTool('box')")
@@ -259,6 +265,7 @@ def test_box_selection_and_class_click(run, browser_page):
     assert browser_page["errors"] == []
 
 
+@pytest.mark.slow
 def test_trajectory_scrub_and_play_animate_the_model(run, browser_page):
     page = browser_page["page"]
     rows = embedded_rows(run)[["z0", "z1"]].to_numpy()
@@ -279,6 +286,7 @@ def test_trajectory_scrub_and_play_animate_the_model(run, browser_page):
     assert browser_page["errors"] == []
 
 
+@pytest.mark.slow
 def test_quiver_between_two_picked_points(run, browser_page):
     page = browser_page["page"]
     page.evaluate("explorer.setView('pca'); explorer.setTool('quiver')")
@@ -290,6 +298,7 @@ def test_quiver_between_two_picked_points(run, browser_page):
     assert page_requests(browser_page) == [run["page"].as_uri()]
 
 
+@pytest.mark.slow
 def test_subset_command_rejects_bad_index_files(run, tmp_path, capsys):
     particles, meta = (
         str(run["root"] / "sim" / "particles.star"),

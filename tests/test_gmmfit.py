@@ -122,7 +122,7 @@ def fit_known(seed, log=None):
 
 @pytest.mark.parametrize("seed", [0, 4])
 def test_two_levels_reach_fsc_095_below_the_target_resolution(seed):
-    """The issue's acceptance criterion at a tiny size: box 32, 16 -> 32 Gaussians, 16 A."""
+    """The neutral GMM's acceptance criterion at a tiny size: box 32, 16 -> 32 Gaussians, 16 A."""
     lines = []
     gmm, vol = fit_known(seed, log=lines.append)
     assert len(gmm) == 32

@@ -168,7 +168,7 @@ def test_landscape_without_umap_clusters_the_latent():
         make_landscape(latent_frame(z), LatentEmbedding(umap=False), LatentClusters(), space="umap")
 
 
-# --- end to end on a trained run (the checks, CI-sized) -----------------------
+# --- end to end on a trained run (the landscape's checks, CI-sized) -------------------
 
 
 HEAVY = 6.0  # extra density x6 (~40% of the mass): compositions differ more than the noise

@@ -200,6 +200,7 @@ def test_bad_config_fails_before_any_job(tmp_path, config, message):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_killed_gmm_build_resumes_from_last_finished_level(tiny_run):
     results = tiny_run["workdir"] / "results"
     assert (results / "gmm/all/level_0.txt").stat().st_mtime_ns == tiny_run["level_0_mtime"]
@@ -209,6 +210,7 @@ def test_killed_gmm_build_resumes_from_last_finished_level(tiny_run):
     assert rerun == {"half=all, level=1"}
 
 
+@pytest.mark.slow
 def test_tiny_demo_end_to_end(tiny_run):
     results = tiny_run["workdir"] / "results"
     for name in (
@@ -236,6 +238,7 @@ def test_tiny_demo_end_to_end(tiny_run):
         ).is_file()
 
 
+@pytest.mark.slow
 def test_tiny_demo_writes_the_latent_contract(tiny_run):
     """The latent.csv contract: landscape/{run}/latent.csv has one row per input particle, by index;
     junk particles have an empty latent and cluster -1."""
@@ -251,6 +254,7 @@ def test_tiny_demo_writes_the_latent_contract(tiny_run):
     assert latent.loc[junk, dims].isna().all().all() and (latent.loc[junk, "cluster"] == -1).all()
 
 
+@pytest.mark.slow
 def test_tiny_gmm_matches_the_map_below_target_resolution(tiny_run):
     """Methods: done when FSC(GMM, map) >= 0.95 at every frequency below the target resolution."""
     fsc = pd.read_csv(tiny_run["workdir"] / "results/gmm/all/fsc.csv")
@@ -260,6 +264,7 @@ def test_tiny_gmm_matches_the_map_below_target_resolution(tiny_run):
     assert below["fsc"].min() >= 0.95, below
 
 
+@pytest.mark.slow
 def test_where_prints_the_results_directory(tiny_run):
     workdir = tiny_run["workdir"]
     result = subprocess.run(

@@ -147,6 +147,7 @@ def test_point_maps_match_the_true_state_there_better_than_the_consensus(
         assert point > cons + 0.05
 
 
+@pytest.mark.slow
 def test_reconstruct_rejects_bad_points_in_one_line(linear_run, tmp_path, capsys):
     run, root, *_ = linear_run
     base = [
@@ -189,6 +190,7 @@ class PlaneDecoder:
         return out.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_line_and_circle_trajectories_write_their_series(linear_run, tmp_path):
     """The config's lines and circles become series of decoded GMMs and maps: a circle of
     radius 1 on (z0, z1) moves the domain on a circle of 0.1 box, a line from the state-0

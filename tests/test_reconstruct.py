@@ -149,7 +149,7 @@ def simulated(tmp_path_factory):
 
 
 def test_reconstruction_of_one_simulated_state_reproduces_its_true_map(simulated, tmp_path):
-    """Issue check: noise-free particles of one state with CTF, phase-flipped by the import,
+    """Noise-free particles of one state with CTF, phase-flipped by the import,
     give the true map to FSC >= 0.9 up to 2/3 Nyquist, at the training box and at the
     original box (from the original, unflipped images)."""
     paths, import_dir = simulated

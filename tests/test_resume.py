@@ -19,6 +19,8 @@ from gmmscape.features import compute_features
 from gmmscape.streaming import load_particles
 from gmmscape.train import TrainSettings, train
 
+pytestmark = pytest.mark.slow  # every test here trains, then trains again from a checkpoint
+
 SETTINGS = TrainSettings(
     mode="all",
     latent_dim=2,

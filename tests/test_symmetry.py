@@ -289,6 +289,7 @@ def test_class_subsets_of_copies_are_expanded_stars_or_their_particles_once(tmp_
     assert_same_rows(got, particles.iloc[[0, 2]].reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_explorer_links_the_copies_of_the_particle_under_the_pointer(tmp_path):
     """A landscape of two copies per particle: the page joins the pointed particle's copies."""
     import landscape_data

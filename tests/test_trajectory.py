@@ -4,6 +4,7 @@ that map the latent space exactly onto the simulator's true models."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import landscape_data
 import numpy as np
@@ -12,13 +13,14 @@ import pytest
 import train_data
 
 from gmmscape import phantoms
-from gmmscape.decode import load_decoder
+from gmmscape.decode import Decoder, load_decoder
 from gmmscape.embedding import fit_pca
 from gmmscape.errors import InputError
 from gmmscape.importer import import_particles, load_meta, load_table
-from gmmscape.io.mrc import read_map
+from gmmscape.io.mrc import read_map, write_map
 from gmmscape.reconstruct import cropped_source
 from gmmscape.simulate import simulate
+from gmmscape.train import mask_inside
 from gmmscape.trajectory import (
     decode_points,
     displacement,
@@ -94,7 +96,7 @@ def linear_latent(n: int = 2000, seed: int = 0) -> np.ndarray:
 
 
 def test_pc1_trajectory_moves_the_domain_along_its_path_and_not_the_body():
-    """Issue check on a synthetic decoder: along PC1 (5th-95th percentile) the moving
+    """On a synthetic decoder: along PC1 (5th-95th percentile) the moving
     domain travels within 30% of the true path length, the rigid body < 10% of that."""
     decoder, latent = LinearDecoder(), linear_latent()
     pca = fit_pca(latent)
@@ -139,6 +141,26 @@ def test_localized_trajectory_spans_the_particles_through_the_origin():
     assert trajectory.t[-1] == pytest.approx(np.percentile(projection, 95))
     with pytest.raises(InputError, match="expected some inside and some outside"):
         localized_direction(decoder, np.zeros(len(decoder.part), bool), scale=0.5)
+
+
+def test_region_mask_must_span_the_decoders_frame(tmp_path):
+    """A region mask is checked against the trained decoder's box and pixel size (the
+    rule landscape_trajectories): another extent is one InputError naming the mask and
+    the expected box; the same extent at another sampling is fine."""
+    frame = Decoder(None, None, 2, box=32, apix=4.0, mode="position", run_dir=Path("train/pos"))
+    neutral = TwoDomainDecoder().neutral
+    wrong = tmp_path / "region_wrong_box.mrc"
+    write_map(wrong, np.ones((40, 40, 40), np.float32), 4.0)
+    expected = (
+        f"mask {wrong}: box 40 at 4 A spans 160.0 A; expected 128.0 A, box 32 at 4 A of "
+        "the trained decoder of train/pos"
+    )
+    with pytest.raises(InputError) as error:
+        mask_inside(wrong, neutral, frame)
+    assert str(error.value) == expected
+    finer = tmp_path / "region_finer.mrc"
+    write_map(finer, np.ones((64, 64, 64), np.float32), 2.0)
+    assert mask_inside(finer, neutral, frame).all()
 
 
 def test_nearest_particles_and_their_number():
@@ -206,7 +228,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_pc1_of_a_trained_linear_run_moves_the_domain_along_its_path():
-    """Issue check on a trained decoder (linear system, position mode, 1D latent as in the
+    """On a trained decoder (linear system, position mode, 1D latent as in the
     paper): along PC1 the domain's Gaussians travel within 30% of the true path length and
     the rigid body moves (net displacement of its Gaussians) by < 10% of that. The mean
     per-Gaussian displacement of the body is printed too: at CI size the decoder jitters

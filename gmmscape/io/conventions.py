@@ -21,16 +21,16 @@ def correct_conventions(
     """Undo a convention mistake of the program that wrote the input: R -> R^T, t -> -t,
     or inverted contrast, which is the same linear model as a CTF shifted by 180 degrees
     of phase (so the import's phase flip and every reconstruction follow)."""
-    changes = {}
+    out = dataclasses.replace(records)  # a new record set; the input's stays as it was
     if transpose_rotations:
-        changes["rotations"] = records.rotations.transpose(0, 2, 1).copy()
+        out.rotations = records.rotations.transpose(0, 2, 1).copy()
     if negate_shifts:
-        changes["shifts"] = -records.shifts
+        out.shifts = -records.shifts
     if invert_contrast:
         if np.isnan(records.ctf["defocus_u"]).any():
             raise InputError(
                 f"{records.source_file}: conventions.invert_contrast needs a CTF for every "
                 "particle (it inverts the contrast through the CTF's phase)"
             )
-        changes["ctf"] = records.ctf | {"phase_shift": records.ctf["phase_shift"] + 180.0}
-    return dataclasses.replace(records, **changes)
+        out.ctf = records.ctf | {"phase_shift": records.ctf["phase_shift"] + 180.0}
+    return out

@@ -189,8 +189,9 @@ def _headers(stacks: dict[str, ImageStack], particles: list[_Particle]) -> list[
         rows.setdefault(p.source, []).append(i)
     out: list[dict] = [{}] * len(particles)
     for source, members in rows.items():
-        if isinstance(stacks[source], HdfStack):
-            headers = stacks[source].headers([particles[i].index for i in members])
+        stack = stacks[source]
+        if isinstance(stack, HdfStack):
+            headers = stack.headers([particles[i].index for i in members])
             for i, header in zip(members, headers, strict=True):
                 out[i] = header
     return out
@@ -232,14 +233,14 @@ def read_lst(path: str | os.PathLike, *, apix: float | None = None) -> ParticleR
             )
     eo = [p.eo_class for p in particles]
     subset = np.array(eo) + 1 if all(c in (0, 1) for c in eo) else np.zeros(len(eo), int)
-    ctf = {f: np.array([c[f] for c in ctfs], dtype=np.float64) for f in _CTF_FIELDS}
-    ctf |= {"phase_shift": np.zeros(len(particles)), "bfactor": np.zeros(len(particles))}
+    ctf_columns = {f: np.array([c[f] for c in ctfs], dtype=np.float64) for f in _CTF_FIELDS}
+    ctf_columns |= {"phase_shift": np.zeros(len(particles)), "bfactor": np.zeros(len(particles))}
     return ParticleRecords(
         format="eman2",
         source_file=path,
         rotations=np.stack([p.rotation for p in particles]),
         shifts=np.stack([p.shift for p in particles]),
-        ctf=ctf,
+        ctf=ctf_columns,
         source=sources,
         source_index=indices,
         optics_group=np.ones(len(particles), dtype=int),
@@ -260,8 +261,10 @@ def pose_to_xform(R: np.ndarray, t: np.ndarray) -> dict:
 def ctf_to_eman2(ctf: dict[str, float], apix: float) -> str:
     """CTFParams fields (RELION units) -> EMAN2Ctf's "E..." header string (no background/SNR)."""
     u, v = ctf["defocus_u"] / 1e4, ctf["defocus_v"] / 1e4
-    numbers = ((u + v) / 2, u - v, ctf["defocus_angle"], 0.0, ctf["amp_contrast"] * 100)
-    numbers += (ctf["voltage"], ctf["cs"], apix, 0.0)
+    numbers = (
+        *((u + v) / 2, u - v, ctf["defocus_angle"], 0.0, ctf["amp_contrast"] * 100),
+        *(ctf["voltage"], ctf["cs"], apix, 0.0),
+    )
     return "E" + " ".join(f"{x:.8g}" for x in numbers) + " 0 0"
 
 

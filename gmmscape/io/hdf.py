@@ -53,7 +53,7 @@ class HdfStack:
             raise InputError(f"{self.path}: image 0 has shape {shape}, expected square 2D images")
         self.box = int(shape[0])
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
+    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Images at 0-based `indices` as float32 (k, box, box)."""
         out = np.empty((len(indices), self.box, self.box), dtype=np.float32)
         with _open(self.path) as f:

@@ -14,7 +14,12 @@ from .mrc import MrcStack
 
 ImageStack = MrcStack | HdfStack
 
-_READERS = {".mrcs": MrcStack, ".mrc": MrcStack, ".hdf": HdfStack, ".h5": HdfStack}
+_READERS: dict[str, type[MrcStack] | type[HdfStack]] = {
+    ".mrcs": MrcStack,
+    ".mrc": MrcStack,
+    ".hdf": HdfStack,
+    ".h5": HdfStack,
+}
 
 
 def open_stack(path: str | os.PathLike) -> ImageStack:

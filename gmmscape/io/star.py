@@ -121,10 +121,10 @@ def _pixel_size(table: _Table, apix: float | None, notes: list[str]) -> np.ndarr
             "_rlnDetectorPixelSize with _rlnMagnification); set apix"
         )
     else:
-        stated = None
+        return np.full(len(table.particles), float(apix))  # nothing stated to replace
     if apix is None:
         return stated
-    notes += override_notes(apix, [] if stated is None else stated)
+    notes += override_notes(apix, stated)
     return np.full(len(table.particles), float(apix))
 
 
