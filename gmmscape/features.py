@@ -19,6 +19,7 @@ junk: their row is zero, they are left out of the statistics and listed in the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,15 @@ import tensorflow as tf
 from .errors import InputError
 from .io.common import atomic_output
 from .projection import FourierGrid, images_ft, particle_gradients, particle_graph
-from .streaming import ParticleSet, read_rows, sequential_chunks, write_rows
+from .streaming import (
+    PART_ROWS,
+    ParticleSet,
+    part_count,
+    part_rows,
+    read_rows,
+    sequential_chunks,
+    write_rows,
+)
 from .weighting import SpectralSNR, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)
@@ -64,10 +73,34 @@ class FeatureInfo:
     junk_index: list[int]  # the same particles' `index` (row in the user's input)
 
 
+@dataclass
+class PartSums:
+    """What the normalisation needs from one part of the gradient pass."""
+
+    total: np.ndarray  # (5N,) float64 column sums
+    total_sq: np.ndarray  # (5N,) float64 column sums of squares
+    junk: np.ndarray  # (rows,) bool
+
+    def save(self, path: Path) -> None:
+        with atomic_output(path) as tmp:
+            with tmp.open("wb") as handle:
+                np.savez(handle, total=self.total, total_sq=self.total_sq, junk=self.junk)
+
+    @classmethod
+    def load(cls, path: Path) -> PartSums:
+        with np.load(path) as data:
+            return cls(data["total"], data["total_sq"], data["junk"])
+
+
+def sums_path(part: str | os.PathLike) -> Path:
+    return Path(part).with_suffix(".sums.npz")
+
+
 def sidecar_path(features: str | os.PathLike) -> Path:
     return Path(features).with_suffix(".json")
 
 
+@functools.lru_cache(maxsize=4)
 def _gradient_function(grid: FourierGrid, n_gaussians: int, use_ctf: bool) -> Callable:
     """particle_gradients as a graph with a fixed signature (one trace for every batch)."""
     return particle_graph(particle_gradients, grid, n_gaussians, use_ctf)
@@ -77,36 +110,38 @@ def _raw_pass(
     gmm: np.ndarray,
     particles: ParticleSet,
     grid: FourierGrid,
+    rows: np.ndarray,
     out: Path,
+    offset: int,
     batch: int,
     exclude: np.ndarray,
     use_ctf: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Write raw gradients into `out`; return per-column sum and sum of squares, and junk
-    (the `exclude`d rows and those with non-finite images or gradients)."""
-    gradients = _gradient_function(grid, len(gmm), use_ctf)
+) -> PartSums:
+    """Write the raw gradients of consecutive table `rows` into `out` (row r at r - offset);
+    return their per-column sum and sum of squares, and junk (the `exclude`d rows and
+    those with non-finite images or gradients)."""
+    gradients = _gradient_function(grid, len(gmm), use_ctf)  # traced once per grid and N
     model = tf.constant(gmm, tf.float32)
-    total = np.zeros(gmm.size, np.float64)
-    total_sq = np.zeros(gmm.size, np.float64)
-    junk = np.zeros(particles.n, bool)
-    for k, rows in enumerate(sequential_chunks(particles.n, batch)):
-        images = particles.images(rows)
+    sums = PartSums(np.zeros(gmm.size), np.zeros(gmm.size), np.zeros(len(rows), bool))
+    for k, start in enumerate(range(0, len(rows), batch)):
+        chunk = rows[start : start + batch]
+        images = particles.images(chunk)
         i_re, i_im = images_ft(np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0), grid)
-        ctf = (ctf_amplitude(particles, rows, grid),) if use_ctf else ()
+        ctf = (ctf_amplitude(particles, chunk, grid),) if use_ctf else ()
         grad = gradients(
-            model, particles.rotations[rows], particles.shifts[rows], i_re, i_im, *ctf
+            model, particles.rotations[chunk], particles.shifts[chunk], i_re, i_im, *ctf
         ).numpy()
-        grad = grad.reshape(len(rows), -1)
+        grad = grad.reshape(len(chunk), -1)
         bad = ~np.isfinite(images).all(axis=(1, 2)) | ~np.isfinite(grad).all(axis=1)
-        bad |= exclude[rows]
+        bad |= exclude[chunk]
         grad[bad] = 0.0
-        junk[rows] = bad
-        write_rows(out, rows[0], grad)
-        total += grad.sum(0, dtype=np.float64)
-        total_sq += np.square(grad, dtype=np.float64).sum(0)
-        if k % 20 == 0 or rows[-1] == particles.n - 1:
-            log.info("features: %d/%d particles", rows[-1] + 1, particles.n)
-    return total, total_sq, junk
+        sums.junk[start : start + len(chunk)] = bad
+        write_rows(out, chunk[0] - offset, grad)
+        sums.total += grad.sum(0, dtype=np.float64)
+        sums.total_sq += np.square(grad, dtype=np.float64).sum(0)
+        if k % 20 == 0 or chunk[-1] == rows[-1]:
+            log.info("features: %d/%d particles", chunk[-1] + 1, particles.n)
+    return sums
 
 
 def _scales(total: np.ndarray, total_sq: np.ndarray, n_good: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +150,35 @@ def _scales(total: np.ndarray, total_sq: np.ndarray, n_good: int) -> tuple[np.nd
     var = np.maximum(total_sq / n_good - mean**2, 0.0).reshape(-1, 5)
     scale = np.sqrt(var.mean(axis=0))
     return mean, np.where(scale > 0, scale, 1.0)
+
+
+def _loss_grid(
+    particles: ParticleSet,
+    res_lo: float | None,
+    res_hi: float | None,
+    frc_weights: str,
+    snr: SpectralSNR | None,
+) -> tuple[FourierGrid, bool]:
+    return frc_setup(
+        particles, FourierGrid(particles.box, particles.apix, res_lo, res_hi), frc_weights, snr
+    )
+
+
+def _excluded(n: int, exclude: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    excluded = np.zeros(n, bool)
+    excluded[np.asarray(exclude if exclude is not None else [], dtype=np.int64)] = True
+    return excluded
+
+
+def _log_start(particles: ParticleSet, gmm: np.ndarray, grid: FourierGrid) -> None:
+    log.info(
+        "features: %d particles, %d Gaussians, box %d, rings %d-%d",
+        particles.n,
+        len(gmm),
+        grid.box,
+        grid.ring_lo,
+        grid.ring_hi,
+    )
 
 
 def compute_features(
@@ -128,41 +192,145 @@ def compute_features(
     exclude: Sequence[int] | np.ndarray | None = None,
     frc_weights: str = "flat",
     snr: SpectralSNR | None = None,
+    part_size: int = PART_ROWS,
+    parts: int | None = None,
 ) -> FeatureInfo:
     """Write the normalised gradient features of every particle to `out` (.npy) + sidecar.
 
     ``exclude``: table rows already known to be junk (gmmscape.junk), treated like
     particles with non-finite images: zero rows, outside the statistics, in junk_rows.
     ``frc_weights``/``snr``: the loss whose gradient is taken (gmmscape.weighting).
+    The pass runs part by part (``parts`` of ``part_size`` rows, the last taking the
+    rest), summing the statistics in the order gather_features does over feature_part's
+    files, so one job and the scattered jobs write the same bytes.
     """
     gmm = np.asarray(gmm, dtype=np.float32)
-    grid, use_ctf = frc_setup(
-        particles, FourierGrid(particles.box, particles.apix, res_lo, res_hi), frc_weights, snr
-    )
-    n, width = particles.n, gmm.size
-    log.info(
-        "features: %d particles, %d Gaussians, box %d, rings %d-%d",
-        n,
-        len(gmm),
-        grid.box,
-        grid.ring_lo,
-        grid.ring_hi,
-    )
+    grid, use_ctf = _loss_grid(particles, res_lo, res_hi, frc_weights, snr)
+    _log_start(particles, gmm, grid)
+    n, parts = particles.n, parts or part_count(particles.n, part_size)
     out = Path(out)
     with atomic_output(out) as tmp:
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width)).flush()
-        excluded = np.zeros(n, bool)
-        excluded[np.asarray(exclude if exclude is not None else [], dtype=np.int64)] = True
-        total, total_sq, junk = _raw_pass(gmm, particles, grid, tmp, batch, excluded, use_ctf)
-        n_good = int((~junk).sum())
-        if n_good == 0:
-            raise InputError(f"{particles.table}: every particle is junk (non-finite images)")
-        mean, scale = _scales(total, total_sq, n_good)
-        divisor = np.tile(scale, len(gmm)).astype(np.float32)
-        for rows in sequential_chunks(n, 4096):
-            block = (read_rows(tmp, rows) - mean.astype(np.float32)) / divisor
-            block[junk[rows]] = 0.0
-            write_rows(tmp, rows[0], block)
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, gmm.size)).flush()
+        excluded = _excluded(n, exclude)
+        sums = [
+            _raw_pass(
+                gmm,
+                particles,
+                grid,
+                part_rows(n, k, parts, part_size),
+                tmp,
+                0,
+                batch,
+                excluded,
+                use_ctf,
+            )
+            for k in range(parts)
+        ]
+        junk, scale = _normalise(tmp, sums, particles)
+    return _write_info(gmm, particles, grid, (res_lo, res_hi), junk, scale, out)
+
+
+def feature_part(
+    gmm: np.ndarray,
+    particles: ParticleSet,
+    out: str | os.PathLike,
+    part: int,
+    parts: int,
+    *,
+    res_lo: float | None,
+    res_hi: float | None,
+    batch: int = 64,
+    exclude: Sequence[int] | np.ndarray | None = None,
+    frc_weights: str = "flat",
+    snr: SpectralSNR | None = None,
+    part_size: int = PART_ROWS,
+) -> None:
+    """The raw gradients of one part of the table (part_rows) to `out` (.npy) and their
+    statistics beside it (sums_path), for gather_features; one cluster job per part."""
+    gmm = np.asarray(gmm, dtype=np.float32)
+    grid, use_ctf = _loss_grid(particles, res_lo, res_hi, frc_weights, snr)
+    rows = part_rows(particles.n, part, parts, part_size)
+    log.info("features: part %d of %d, %d rows", part + 1, parts, len(rows))
+    out = Path(out)
+    sums = PartSums(np.zeros(gmm.size), np.zeros(gmm.size), np.zeros(0, bool))
+    with atomic_output(out) as tmp:
+        if not len(rows):  # a part past the table's end (its size was estimated)
+            with tmp.open("wb") as handle:
+                np.save(handle, np.zeros((0, gmm.size), np.float32))
+        else:
+            shape = (len(rows), gmm.size)
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape).flush()
+            excluded = _excluded(particles.n, exclude)
+            sums = _raw_pass(
+                gmm, particles, grid, rows, tmp, int(rows[0]), batch, excluded, use_ctf
+            )
+    sums.save(sums_path(out))
+
+
+def gather_features(
+    gmm: np.ndarray,
+    particles: ParticleSet,
+    parts: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    res_lo: float | None,
+    res_hi: float | None,
+    frc_weights: str = "flat",
+    snr: SpectralSNR | None = None,
+) -> FeatureInfo:
+    """The normalised features of every particle from feature_part's files, in order."""
+    gmm = np.asarray(gmm, dtype=np.float32)
+    grid, _ = _loss_grid(particles, res_lo, res_hi, frc_weights, snr)
+    out, n = Path(out), particles.n
+    sums = [PartSums.load(sums_path(p)) for p in parts]
+    if sum(len(s.junk) for s in sums) != n:
+        raise InputError(
+            f"{out}: the parts {', '.join(map(str, parts))} hold "
+            f"{sum(len(s.junk) for s in sums)} rows, expected the table's {n}"
+        )
+    with atomic_output(out) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, gmm.size)).flush()
+        start = 0
+        for path, part in zip(parts, sums, strict=True):
+            for rows in sequential_chunks(len(part.junk), 4096):
+                write_rows(tmp, start + rows[0], read_rows(path, rows))
+            start += len(part.junk)
+        junk, scale = _normalise(tmp, sums, particles)
+    return _write_info(gmm, particles, grid, (res_lo, res_hi), junk, scale, out)
+
+
+def _normalise(
+    path: Path, sums: list[PartSums], particles: ParticleSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale the raw gradients in `path` in place; returns junk (n,) bool and
+    the per-kind scales (5,)."""
+    total, total_sq = sums[0].total.copy(), sums[0].total_sq.copy()
+    for part in sums[1:]:
+        total += part.total
+        total_sq += part.total_sq
+    junk = np.concatenate([part.junk for part in sums])
+    n_good = int((~junk).sum())
+    if n_good == 0:
+        raise InputError(f"{particles.table}: every particle is junk (non-finite images)")
+    mean, scale = _scales(total, total_sq, n_good)
+    divisor = np.tile(scale, total.size // 5).astype(np.float32)
+    for rows in sequential_chunks(particles.n, 4096):
+        block = (read_rows(path, rows) - mean.astype(np.float32)) / divisor
+        block[junk[rows]] = 0.0
+        write_rows(path, rows[0], block)
+    return junk, scale
+
+
+def _write_info(
+    gmm: np.ndarray,
+    particles: ParticleSet,
+    grid: FourierGrid,
+    band: tuple[float | None, float | None],
+    junk: np.ndarray,
+    scale: np.ndarray,
+    out: Path,
+) -> FeatureInfo:
+    """Write the sidecar: what the features were computed from and how they were scaled."""
     junk_rows = np.flatnonzero(junk)
     if junk_rows.size:
         log.warning(
@@ -173,11 +341,11 @@ def compute_features(
     info = FeatureInfo(
         gmm_sha256=gmm_checksum(gmm),
         n_gaussians=len(gmm),
-        n_particles=n,
+        n_particles=particles.n,
         box=grid.box,
         apix=float(grid.apix),
-        res_lo=res_lo,
-        res_hi=res_hi,
+        res_lo=band[0],
+        res_hi=band[1],
         ring_lo=grid.ring_lo,
         ring_hi=grid.ring_hi,
         table=str(particles.table),

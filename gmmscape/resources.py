@@ -19,6 +19,7 @@ the particle count. Requests are SAFETY times the estimate, at least MIN_MINUTES
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -126,6 +127,11 @@ STAGES: dict[str, Stage] = {
     "gmm_evaluate": Stage(2, _fixed(600), lambda s: TF_MB + _volumes_mb(s.input_box)),
     "junk": Stage(2, lambda s: 60 + _stream(FEATURES, s, 0.5), _network_mb),
     "features": Stage(2, lambda s: 60 + _stream(FEATURES, s, 1.0), _network_mb),
+    "features_gather": Stage(
+        1,
+        lambda s: 60 + s.particles * s.gaussians * 5 * 4 * 3 / 2e8,  # 3 passes at 200 MB/s
+        lambda s: 1000 + 4096 * s.gaussians * 5 * 4 * 3 / 1e6,
+    ),
     "refine_features": Stage(2, lambda s: 60 + _stream(FEATURES, s, 1.0), _network_mb),
     "train": Stage(2, lambda s: 300 + _stream(EPOCH, s, s.epochs), _network_mb),
     "refine_train": Stage(2, lambda s: 300 + _stream(EPOCH, s, s.epochs), _network_mb),
@@ -154,6 +160,11 @@ STAGES: dict[str, Stage] = {
     "reproducibility": Stage(1, _fixed(600), lambda s: 1500 + _volumes_mb(s.box, 40)),
     "summary": Stage(1, _fixed(120), lambda s: 1000),
 }
+
+
+def share(scale: Scale, parts: int) -> Scale:
+    """The Scale of one of `parts` jobs that split the particles between them."""
+    return dataclasses.replace(scale, particles=-(-scale.particles // max(parts, 1)))
 
 
 def threads(stage: str, node: Node | None) -> int:

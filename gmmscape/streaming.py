@@ -142,6 +142,24 @@ def chunk_order(n: int, chunk: int, seed: int, epoch: int) -> Iterator[np.ndarra
         yield start + rng.permutation(min(chunk, n - start))
 
 
+PART_ROWS = 50_000  # rows per part of a pass split into cluster jobs
+
+
+def part_count(n: int, size: int = PART_ROWS) -> int:
+    """Parts of `size` rows that hold n rows (at least one)."""
+    return max(1, -(-n // size))
+
+
+def part_rows(n: int, part: int, parts: int, size: int = PART_ROWS) -> np.ndarray:
+    """Table rows of part k of `parts`: `size` rows each, the last one taking the rest (so
+    that a count estimated before the table existed still covers every row)."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} of {parts}")
+    start = min(part * size, n)
+    stop = n if part == parts - 1 else min(start + size, n)
+    return np.arange(start, stop)
+
+
 def sequential_chunks(n: int, chunk: int) -> Iterator[np.ndarray]:
     """Row indices 0..n-1 in consecutive chunks (for passes that keep table order)."""
     for start in range(0, n, chunk):

@@ -16,6 +16,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # this checkout's gmmscape first
 from gmmscape import checks, phantoms, resources  # noqa: E402
+from gmmscape.streaming import part_count  # noqa: E402
 from gmmscape.choices import CHOICE_KEYS, LEVELS  # noqa: E402
 from gmmscape.errors import InputError  # noqa: E402
 
@@ -188,17 +189,18 @@ def cpus(stage):
     return resources.threads(stage, slurm_node())
 
 
-def sized(stage, gpu=False):
-    """mem_mb and runtime (minutes) of a stage's jobs from the data's size, growing with
-    each retry (profiles set `retries`), within the largest node (gmmscape.resources);
-    and `gpu` for a GPU-capable stage when the config asks for GPUs."""
+def sized(stage, gpu=False, parts=1):
+    """mem_mb and runtime (minutes) of a stage's jobs from the data's size (each job one
+    of `parts` of the particles), growing with each retry (profiles set `retries`), within
+    the largest node (gmmscape.resources); and `gpu` for a GPU-capable stage when the
+    config asks for GPUs."""
+
+    def scale():
+        return resources.share(data_scale(), parts)
+
     requests = dict(
-        mem_mb=lambda wildcards, attempt: resources.mem_mb(
-            stage, data_scale(), slurm_node(), attempt
-        ),
-        runtime=lambda wildcards, attempt: resources.runtime(
-            stage, data_scale(), slurm_node(), attempt
-        ),
+        mem_mb=lambda wildcards, attempt: resources.mem_mb(stage, scale(), slurm_node(), attempt),
+        runtime=lambda wildcards, attempt: resources.runtime(stage, scale(), slurm_node(), attempt),
     )
     return requests | ({"gpu": config["gpu"]} if gpu and config["gpu"] > 0 else {})
 

@@ -11,6 +11,7 @@ if "rigid" in TRAIN["modes"] and TRAIN["mask"] is None and not DEMO:
 
 wildcard_constraints:
     mode="amplitude|position|all|rigid",
+    part=r"\d+",
 
 
 rule junk:
@@ -43,13 +44,46 @@ rule junk:
         "../scripts/junk.py"
 
 
-rule features:
+# The gradient pass runs as FEATURE_PARTS jobs of train.features_per_job particles each
+# (a cluster runs them side by side; the last takes any rows beyond the estimate), then
+# one job gathers and normalises them: the same bytes as one job (gmmscape.features).
+FEATURE_PARTS = part_count(data_scale().particles, TRAIN["features_per_job"])
+
+
+rule features_part:
     input:
         table=posed_half_table,  # import/{half}.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         gmm=out("gmm/{half}/neutral.txt"),
         choices=out("choices.yaml"),
         junk=expanded(out("junk/{half}.csv")),
+    output:
+        part=temp(out("features/{half}/part_{part}.npy")),
+        sums=temp(out("features/{half}/part_{part}.sums.npz")),
+    params:
+        train=TRAIN,
+        parts=FEATURE_PARTS,
+    log:
+        out("logs/features_part/{half}_{part}.log"),
+    benchmark:
+        out("benchmarks/features_part/{half}_{part}.tsv")
+    threads: cpus("features")
+    resources:
+        **sized("features", gpu=True, parts=FEATURE_PARTS),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/features_part.py"
+
+
+rule features:
+    input:
+        parts=expand(out("features/{{half}}/part_{part}.npy"), part=range(FEATURE_PARTS)),
+        sums=expand(out("features/{{half}}/part_{part}.sums.npz"), part=range(FEATURE_PARTS)),
+        table=posed_half_table,
+        stack=out("import/stack.mrcs"),
+        gmm=out("gmm/{half}/neutral.txt"),
+        choices=out("choices.yaml"),
     output:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
@@ -59,9 +93,9 @@ rule features:
         out("logs/features/{half}.log"),
     benchmark:
         out("benchmarks/features/{half}.tsv")
-    threads: cpus("features")
+    threads: cpus("features_gather")
     resources:
-        **sized("features", gpu=True),
+        **sized("features_gather"),
     conda:
         "../envs/gmmscape.yaml"
     script:

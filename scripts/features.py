@@ -1,4 +1,4 @@
-"""Rule features: each particle's FRC-loss gradient against its half's neutral GMM."""
+"""Rule features: a half's features, gathered from its parts and normalised."""
 
 from typing import Any
 
@@ -6,31 +6,28 @@ from rulekit import Progress, run, with_choices
 
 
 def main(smk: Any, progress: Progress) -> None:
-    import pandas as pd
-
     from gmmscape.choices import load_snr
-    from gmmscape.features import compute_features
+    from gmmscape.features import gather_features
     from gmmscape.gmmio import read_text
-    from gmmscape.junk import junk_rows
     from gmmscape.streaming import load_particles
-    from gmmscape.train import check_extent
 
     particles = load_particles(smk.input.table, smk.input.stack)
-    neutral, box, apix = read_text(smk.input.gmm)
-    check_extent(f"GMM {smk.input.gmm}", box, apix, particles)
+    neutral, _, _ = read_text(smk.input.gmm)
     band = with_choices(smk, "train", smk.params.train)
-    progress(f"features {smk.wildcards.half}: {particles.n} particles, {len(neutral)} Gaussians")
-    info = compute_features(
+    info = gather_features(
         neutral,
         particles,
+        list(smk.input.parts),
         smk.output.features,
         res_lo=band["res_lo"],
         res_hi=band["res_hi"],
-        exclude=list(junk_rows(pd.read_csv(smk.input.junk))),
         frc_weights=band["frc_weights"],
         snr=load_snr(smk.input.choices),
     )
-    progress(f"features {smk.wildcards.half}: done, {len(info.junk_rows)} junk particles")
+    progress(
+        f"features {smk.wildcards.half}: {particles.n} particles, {len(neutral)} Gaussians, "
+        f"{len(info.junk_rows)} junk"
+    )
 
 
 run(main)

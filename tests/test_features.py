@@ -10,9 +10,16 @@ import pytest
 import train_data
 
 from gmmscape.errors import InputError
-from gmmscape.features import compute_features, gmm_checksum, open_features, sidecar_path
+from gmmscape.features import (
+    compute_features,
+    feature_part,
+    gather_features,
+    gmm_checksum,
+    open_features,
+    sidecar_path,
+)
 from gmmscape.projection import FourierGrid, images_ft, particle_gradients
-from gmmscape.streaming import chunk_order, load_particles, read_rows
+from gmmscape.streaming import chunk_order, load_particles, part_count, read_rows
 
 BAND = (None, 48.0)
 
@@ -123,3 +130,26 @@ def test_chunk_order_is_a_seeded_shuffle_of_local_chunks():
     assert all(np.array_equal(a, b) for a, b in zip(epoch0, again, strict=True))
     epoch1 = np.concatenate(list(chunk_order(103, 10, seed=4, epoch=1)))
     assert not np.array_equal(np.concatenate(epoch0), epoch1)
+
+
+def test_scattered_parts_gather_into_the_same_bytes(small, tmp_path):
+    """Three part jobs (one past the table's end) and a gather write byte for byte what
+    one job does with the same parts; with one part the features agree to rounding."""
+    _, particles, neutral, _, _ = small
+    size, parts = 17, part_count(particles.n, 17) + 1
+    band = dict(res_lo=BAND[0], res_hi=BAND[1])
+    whole = compute_features(
+        neutral, particles, tmp_path / "one.npy", batch=8, part_size=size, parts=parts, **band
+    )
+    files = [tmp_path / f"part_{k}.npy" for k in range(parts)]
+    for k, path in enumerate(files):
+        feature_part(neutral, particles, path, k, parts, batch=8, part_size=size, **band)
+    assert np.load(files[-1]).shape == (0, neutral.size)
+    gathered = gather_features(neutral, particles, files, tmp_path / "gathered.npy", **band)
+    assert (tmp_path / "one.npy").read_bytes() == (tmp_path / "gathered.npy").read_bytes()
+    assert gathered == whole
+    compute_features(neutral, particles, tmp_path / "s.npy", batch=8, **band)
+    single = np.load(tmp_path / "s.npy")
+    np.testing.assert_allclose(single, np.load(tmp_path / "one.npy"), atol=1e-4)
+    with pytest.raises(InputError, match="hold .* rows, expected the table's"):
+        gather_features(neutral, particles, files[:1], tmp_path / "short.npy", **band)

@@ -7,6 +7,7 @@ Every run uses the repository's Snakefile with a temporary working directory
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,7 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         "gmm_level": 2 * per_half,
         "gmm_neutral": per_half,
         "gmm_evaluate": per_half,
+        "features_part": per_half,  # one part of train.features_per_job particles
         "features": per_half,
         "train": per_half,
         "landscape_embed": per_half,
@@ -100,6 +102,7 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         "landscape_explorer": per_half,
         "consensus_halves": 1,
         "reproducibility": 1,
+        "summary": 1,
         "all": 1,
     }
     assert {rule: counts.get(rule) for rule in expected} == expected
@@ -112,39 +115,48 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         if job["rule"] not in LOCAL_RULES:
             assert int(job["mem_mb"]) > 0 and int(job["runtime"]) > 0, job
     gpu_rules = {job["rule"] for job in jobs if "gpu" in job}
-    assert gpu_rules == {"gmm_level", "features", "train"}, gpu_rules
+    assert gpu_rules == {"gmm_level", "features_part", "train"}, gpu_rules
     assert all(job["gpu"] == "1" for job in jobs if "gpu" in job)
 
 
 def test_dry_run_of_300k_particles_requests_resources_from_the_formulas(tmp_path):
     """Requests follow the data: a demo of 300,000 particles at box 128 (nothing to read
-    but the config) asks for the run times and memory of gmmscape.resources: for the
-    streaming stages, several times the run time of 30,000 particles (ten times the
-    per-particle part, plus a fixed start-up) and the same memory."""
-    plans = {}
+    but the config) asks for the run times and memory of gmmscape.resources, and its
+    gradient pass is scattered over six jobs of 50,000 particles per half, each asking
+    what 50,000 particles need; the training's run time grows with the particles (ten
+    times the per-particle part, plus a fixed start-up), its memory does not."""
+    plans, jobs = {}, {}
     for per_state in (1_500, 15_000):
         demo = {"demo": {"per_state": per_state, "box": 128}, "gmm": {"target_n": 2048}}
         config = write_config(tmp_path / str(per_state), demo)
         result = snakemake(
             tmp_path / str(per_state),
-            "--profile",
-            str(REPO / "profiles/slurm"),
-            "-n",
-            "--configfile",
-            config,
+            *("--profile", str(REPO / "profiles/slurm"), "-n", "--configfile", config),
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        plans[per_state] = {j["rule"]: j for j in planned_jobs(result.stdout + result.stderr)}
+        jobs[per_state] = planned_jobs(result.stdout + result.stderr)
+        plans[per_state] = {j["rule"]: j for j in jobs[per_state]}
+    parts = [j["wildcards"] for j in jobs[15_000] if j["rule"] == "features_part"]
+    assert sorted(parts) == sorted(
+        f"half={h}, part={k}" for h in ("all", "even", "odd") for k in range(6)
+    )
+    assert sum(j["rule"] == "features_part" for j in jobs[1_500]) == 3  # one per half
     node = resources.slurm_node()
     scale = resources.Scale(300_000, 128, 128, 2048, choices.epochs_for(300_000))
-    for stage in ("features", "train", "landscape_classes", "import_particles"):
-        job = plans[15_000][stage]
-        assert int(job["runtime"]) == resources.runtime(stage, scale, node), stage
-        assert int(job["mem_mb"]) == resources.mem_mb(stage, scale, node), stage
-    for stage in ("features", "train"):
-        small, large = (plans[n][stage] for n in (1_500, 15_000))
-        assert int(large["runtime"]) > 5 * int(small["runtime"]), stage  # + fixed start-up
-        assert large["mem_mb"] == small["mem_mb"], stage
+    stages = {
+        "features_part": ("features", resources.share(scale, 6)),
+        "features": ("features_gather", scale),
+        "train": ("train", scale),
+        "landscape_classes": ("landscape_classes", scale),
+        "import_particles": ("import_particles", scale),
+    }
+    for rule, (stage, size) in stages.items():
+        job = plans[15_000][rule]
+        assert int(job["runtime"]) == resources.runtime(stage, size, node), rule
+        assert int(job["mem_mb"]) == resources.mem_mb(stage, size, node), rule
+    small, large = (plans[n]["train"] for n in (1_500, 15_000))
+    assert int(large["runtime"]) > 5 * int(small["runtime"])
+    assert large["mem_mb"] == small["mem_mb"]
 
 
 @pytest.mark.parametrize(
@@ -232,6 +244,8 @@ def test_tiny_demo_end_to_end(tiny_run):
     with mrcfile.open(results / "gmm/all/neutral.mrc") as mrc:
         assert mrc.data.shape == (32, 32, 32)
         assert math.isclose(float(mrc.voxel_size.x), 4.0, rel_tol=1e-4)
+    answers = (results / "summary.html").read_text()
+    assert re.search(r"all_all: \d+ class", answers) and "not run (<code>split: false" in answers
     for rule in ("simulate_demo", "import_particles", "split_halves"):
         assert (results / f"logs/{rule}.log").is_file() and (
             results / f"benchmarks/{rule}.tsv"
