@@ -386,3 +386,46 @@ def open_features(path: str | os.PathLike, gmm: np.ndarray, particles: ParticleS
     if shape != (info.n_particles, 5 * info.n_gaussians):
         raise InputError(f"{path}: array of shape {shape} does not match its sidecar {side.name}")
     return info
+
+
+@dataclass(frozen=True)
+class FeatureJob:
+    """The files and loss of one features job of the workflow."""
+
+    table: str  # particle table (import/{half}.csv or a refinement round's)
+    stack: str
+    gmm: str  # the half's neutral GMM (text)
+    junk: str  # junk/{half}.csv
+    choices: str  # choices.yaml: the particles' SNR
+    band: dict  # train: res_lo, res_hi, frc_weights (chosen values filled in)
+
+
+def run_features_job(
+    job: FeatureJob, out: str | os.PathLike, part: tuple[int, int, int] | None = None
+) -> str:
+    """Read a job's inputs and write the features of every particle, or with ``part``
+    (k, parts, size) the raw gradients of part k (feature_part); returns a progress line."""
+    import pandas as pd
+
+    from .choices import load_snr
+    from .gmmio import read_text
+    from .junk import junk_rows
+    from .streaming import load_particles
+    from .train import check_extent
+
+    particles = load_particles(job.table, job.stack)
+    neutral, box, apix = read_text(job.gmm)
+    check_extent(f"GMM {job.gmm}", box, apix, particles)
+    loss = dict(
+        res_lo=job.band["res_lo"],
+        res_hi=job.band["res_hi"],
+        exclude=list(junk_rows(pd.read_csv(job.junk))),
+        frc_weights=job.band["frc_weights"],
+        snr=load_snr(job.choices),
+    )
+    if part is not None:
+        k, parts, size = part
+        feature_part(neutral, particles, out, k, parts, part_size=size, **loss)
+        return f"part {k + 1} of {parts} of {particles.n} particles, {len(neutral)} Gaussians"
+    info = compute_features(neutral, particles, out, **loss)
+    return f"{particles.n} particles, {len(neutral)} Gaussians, {len(info.junk_rows)} junk"

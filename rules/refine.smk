@@ -48,7 +48,7 @@ rule refine_features:
     conda:
         "../envs/gmmscape.yaml"
     script:
-        "../scripts/features.py"
+        "../scripts/refine_features.py"
 
 
 rule refine_train:

@@ -5,7 +5,7 @@ from typing import Any
 
 from rulekit import Progress, run, with_choices
 
-WORKFLOW_KEYS = ("modes", "mask")  # train: keys that choose runs, not settings of one
+WORKFLOW_KEYS = ("modes", "mask", "features_per_job")  # train: keys of the workflow, not of one run
 
 
 def main(smk: Any, progress: Progress) -> None:
