@@ -4,11 +4,15 @@ PCA keeps every component so ``pca_.inverse_transform`` maps any point of PC spa
 back to a latent vector the decoder accepts (paper: "PCA conveniently preserves the
 inverse transform"); the full SVD with sklearn's sign convention makes it a pure
 function of the data, so later stages refit it instead of storing it. UMAP is seeded,
-which also makes umap-learn run single-threaded and deterministic.
+which also makes umap-learn run single-threaded and deterministic. Above ``fit_max``
+points UMAP (quadratic in memory through its neighbour graph, and hours single-threaded
+at a million points) is fitted on a seeded subsample and places the other points with
+its out-of-sample ``transform``, and says so in the log.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -18,6 +22,9 @@ from sklearn.decomposition import PCA
 
 from .clustering import SPACES, UNASSIGNED
 from .errors import InputError
+
+log = logging.getLogger(__name__)
+UMAP_FIT_MAX = 200_000  # points UMAP is fitted on; the rest are transformed
 
 
 def latent_columns(frame: pd.DataFrame) -> list[str]:
@@ -60,11 +67,13 @@ class LatentEmbedding(TransformerMixin, BaseEstimator):
         n_neighbors: int = 15,
         min_dist: float = 0.1,
         random_state: int = 0,
+        fit_max: int = UMAP_FIT_MAX,
     ):
         self.umap = umap
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.random_state = random_state
+        self.fit_max = fit_max
 
     def fit(self, X: np.ndarray, y=None) -> LatentEmbedding:
         X = np.asarray(X, dtype=np.float64)
@@ -101,7 +110,22 @@ class LatentEmbedding(TransformerMixin, BaseEstimator):
                 min_dist=self.min_dist,
                 random_state=self.random_state,
             )
-            return model.fit_transform(X).astype(np.float64)
+            if len(X) <= self.fit_max:
+                return model.fit_transform(X).astype(np.float64)
+            fitted = np.zeros(len(X), bool)
+            rng = np.random.default_rng(self.random_state)
+            fitted[rng.choice(len(X), self.fit_max, replace=False)] = True
+            log.info(
+                "UMAP: fitted on a seeded subsample of %d of %d points; the other %d are "
+                "placed by its out-of-sample transform",
+                self.fit_max,
+                len(X),
+                len(X) - self.fit_max,
+            )
+            out = np.empty((len(X), 2))
+            out[fitted] = model.fit(X[fitted]).embedding_
+            out[~fitted] = model.transform(X[~fitted])
+            return out
 
 
 def whitened(pca: PCA, latent: np.ndarray) -> np.ndarray:

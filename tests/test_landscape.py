@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import train_data
+from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from gmmscape.clustering import LatentClusters, cluster_counts
@@ -283,3 +284,17 @@ def test_auto_classes_see_one_continuous_motion():
     z = latent[["z0"]].to_numpy()
     model = LatentClusters().fit(z, amplitudes=load_decoder(run).decode(z)[..., 3])
     assert model.n_clusters_ == 1, model.reason_
+
+
+def test_umap_above_fit_max_places_the_rest_by_its_transform(caplog):
+    """A seeded subsample is fitted and the other points transformed: the classes stay
+    apart (2-means of the view finds them), the result repeats, the log says so."""
+    z, truth = blobs((300, 200), dim=4)
+    embedding = LatentEmbedding(n_neighbors=10, random_state=3, fit_max=150)
+    with caplog.at_level("INFO", logger="gmmscape.embedding"):
+        view = embedding.fit_transform(z)
+    assert "fitted on a seeded subsample of 150 of 500 points" in caplog.text
+    again = LatentEmbedding(n_neighbors=10, random_state=3, fit_max=150).fit_transform(z)
+    np.testing.assert_array_equal(view, again)
+    labels = KMeans(2, n_init=10, random_state=0).fit_predict(view[:, 2:])
+    assert adjusted_rand_score(truth, labels) > 0.99
