@@ -17,21 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 LOCAL_RULES = {"all", "split_halves"}
 
-# A tiny demo: 20 states x 2 particles at box 32, a two-level GMM (16 then 32 Gaussians),
-# the run on all particles only (the even/odd runs are tested in test_reproducibility).
-TINY = {
-    "outdir": "results",
-    "split": False,
-    "box": 32,
-    "demo": {"box": 32, "per_state": 2},
-    "gmm": {
-        "start_n": 16,
-        "target_n": 32,
-        "start_resolution": 60.0,
-        "target_resolution": 40.0,
-        "epochs": 100,
-    },
-}
+# The tiny demo of the workflow tests, a file a person can run by hand.
+TINY = yaml.safe_load((REPO / "tests/tiny_config.yaml").read_text())
 
 
 def snakemake(workdir: Path, *args: str, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
