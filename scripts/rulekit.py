@@ -5,7 +5,9 @@ Importing it
   library of its own workflow, also in the conda environment of envs/gmmscape.yaml
   (which holds only the dependencies);
 - sends the script's output (print, logging, C libraries) to the rule's log file,
-  before TensorFlow is imported, so that its start-up messages land there too.
+  before TensorFlow is imported, so that its start-up messages land there too, and the
+  library's INFO lines (gmmscape.*: training epochs, passes over the particles) also to
+  the terminal.
 
 `run(main)` first deletes the hidden temporary files a killed run of the same job left
 beside its outputs (gmmscape.io.common.atomic_output), then calls main(snakemake,
@@ -36,6 +38,10 @@ for _stream in (sys.stdout, sys.stderr):
     if isinstance(_stream, io.TextIOWrapper):  # as Python's own sys.stdout and sys.stderr
         _stream.reconfigure(line_buffering=True)
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+# the library's progress (per-epoch training lines, feature and GMM passes) on the terminal too
+_ON_TERMINAL = logging.StreamHandler(_TERMINAL)
+_ON_TERMINAL.addFilter(lambda record: record.name.startswith("gmmscape"))
+logging.getLogger().addHandler(_ON_TERMINAL)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gmmscape.errors import InputError  # noqa: E402
