@@ -205,6 +205,18 @@ def sized(stage, gpu=False, parts=1):
     return requests | ({"gpu": config["gpu"]} if gpu and config["gpu"] > 0 else {})
 
 
+def picked(section, *keys):
+    """Only the keys of a config section that a job reads: snakemake reruns a job when its
+    params change, so a job must not see the keys of other stages."""
+    return {key: section[key] for key in keys}
+
+
+# Keys of the `train:` section by what reads them: the loss band (features, junk,
+# refinement) and the settings of one training run (not `modes`, `mask` or the scatter).
+BAND_KEYS = ("res_lo", "res_hi", "frc_weights")
+RUN_KEYS = tuple(k for k in config["train"] if k not in ("modes", "mask", "features_per_job"))
+
+
 def optional(path):
     """An input that may be absent: no file ([]) when the config leaves it empty."""
     return path or []

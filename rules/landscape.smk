@@ -66,7 +66,7 @@ rule landscape_embed:
             labels={"run": "{run}", "figure": "class populations"},
         ),
     params:
-        landscape=LANDSCAPE,
+        landscape=picked(LANDSCAPE, "umap", "n_neighbors", "min_dist", "cluster"),
         seed=config["seed"],
     log:
         out("logs/landscape_embed/{run}.log"),

@@ -37,7 +37,7 @@ rule refine_features:
         features=out("refine/round_{round}/features_{half}.npy"),
         info=out("refine/round_{round}/features_{half}.json"),
     params:
-        train=config["train"],
+        train=picked(config["train"], *BAND_KEYS),
     log:
         out("logs/refine_features/{round}_{half}.log"),
     benchmark:
@@ -71,7 +71,7 @@ rule refine_train:
         plot=round_run("loss.png"),
         junk=round_run("junk.csv"),
     params:
-        train=config["train"],
+        train=picked(config["train"], *RUN_KEYS),
         seed=config["seed"],
         apix=config["apix"],
         symmetry=config["symmetry"],
@@ -114,7 +114,7 @@ rule refine_poses:
         ),
     params:
         refine=REFINE,
-        train=config["train"],
+        train=picked(config["train"], *BAND_KEYS),
     log:
         out("logs/refine_poses/{round}_{half}.log"),
     benchmark:

@@ -30,7 +30,7 @@ rule junk:
         ),
     params:
         junk=config["junk"],
-        train=TRAIN,
+        train=picked(TRAIN, *BAND_KEYS),
     log:
         out("logs/junk/{half}.log"),
     benchmark:
@@ -61,7 +61,7 @@ rule features_part:
         part=temp(out("features/{half}/part_{part}.npy")),
         sums=temp(out("features/{half}/part_{part}.sums.npz")),
     params:
-        train=TRAIN,
+        train=picked(TRAIN, *BAND_KEYS, "features_per_job"),
         parts=FEATURE_PARTS,
     log:
         out("logs/features_part/{half}_{part}.log"),
@@ -88,7 +88,7 @@ rule features:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
     params:
-        train=TRAIN,
+        train=picked(TRAIN, *BAND_KEYS),
     log:
         out("logs/features/{half}.log"),
     benchmark:
@@ -127,7 +127,7 @@ rule train:
         ),
         junk=train_run("junk.csv"),
     params:
-        train=TRAIN,
+        train=picked(TRAIN, *RUN_KEYS),
         seed=config["seed"],
         apix=config["apix"],
         symmetry=config["symmetry"],

@@ -290,3 +290,31 @@ def test_where_prints_the_results_directory(tiny_run):
     )
     assert f"results: {workdir / 'results'}" in result.stdout
     assert str(workdir / "results/gmm/all/neutral.pdb") in result.stdout
+
+
+@pytest.mark.slow
+def test_a_new_mode_or_an_unrelated_key_reruns_only_what_depends_on_it(tiny_run, tmp_path):
+    """Jobs see only the config keys they read: after the tiny run, a changed
+    reproducibility margin plans nothing, and an added training mode plans only that
+    mode's training and landscape (and the page that lists every mode), not the finished
+    run, its features or the GMM."""
+    workdir = tiny_run["workdir"]
+
+    def planned(changes: dict) -> set[str]:
+        config = {**TINY, **changes}
+        path = tmp_path / f"c{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = snakemake(workdir, "-n", "--configfile", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {f"{j['rule']} {j['wildcards']}" for j in planned_jobs(result.stdout)}
+
+    margin = {"landscape": {"reproducibility": {"fsc_margin": 0.2}}}
+    assert planned(margin) == set()
+    added = planned({"train": {"modes": ["all", "amplitude"]}})
+    assert "train mode=amplitude, half=all" in added, added
+    finished = ("mode=all,", "run=all_all")
+    assert not {j for j in added if any(f in j for f in finished)}, added
+    assert {j.split()[0] for j in added} <= {
+        "train", "landscape_embed", "landscape_classes", "landscape_subsets",
+        "landscape_trajectories", "landscape_explorer", "summary", "all",
+    }  # fmt: skip
