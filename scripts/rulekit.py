@@ -70,12 +70,8 @@ def run(main: Callable[[Any, Progress], None]) -> None:
     any other exception one line on the terminal and its traceback in the log."""
     remove_orphans(list(SNAKEMAKE.output))
     job = os.environ.get("SLURM_JOB_ID")
-    print(
-        f"rule {SNAKEMAKE.rule} on {os.uname().nodename}, SLURM_JOB_ID={job}"
-        if job
-        else f"rule {SNAKEMAKE.rule} on {os.uname().nodename}",
-        file=sys.stderr,
-    )
+    where = f", SLURM_JOB_ID={job}" if job else ""
+    print(f"rule {SNAKEMAKE.rule} on {os.uname().nodename}{where}", file=sys.stderr)
     try:
         if int(getattr(SNAKEMAKE.resources, "gpu", 0) or 0) > 0:
             from gmmscape.device import check_gpus, describe
