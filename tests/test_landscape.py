@@ -260,8 +260,9 @@ def test_class_maps_resolve_their_composition(composition_classes):
 def test_auto_classes_are_the_compositions(extra_scale):
     """The default method finds the compositions itself (count included) in the decoded
     amplitudes, though the motion dominates the latent space. (The paper's 10 % blob at
-    this CI size, 1,000 particles, shows no density dip and gives one class; the
-    realistic full-size set's 14 % domain gives two, ARI 0.852: docs/validation.md.)"""
+    this CI size, 1,000 particles, dips only along the amplitudes' second principal axis
+    and gives two classes at ARI 0.87; the realistic full-size set's 14 % domain gives
+    two, ARI 0.852: docs/validation.md.)"""
     run = landscape_data.trained_run(
         "composition", "all", "all", train_data.COMPOSITION_LATENT, extra_scale
     )
