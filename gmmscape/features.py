@@ -13,18 +13,24 @@ size of informative and uninformative Gaussians (a per-column scale would blow u
 pure-noise columns to the size of the signal) while putting positions, amplitudes and
 widths, whose gradients differ by orders of magnitude, on one footing.
 
+Storage: ``float32``, or ``float16`` (half the disk: 1M particles x 1,664 Gaussians are
+33 GB as float32). The raw gradients span many orders of magnitude and stay float32 until
+they are normalised; the normalised values (unit RMS per kind) lose only their fourth
+significant digit in float16. Readers take them as float32 whatever the storage.
+
 Particles whose image has a non-finite pixel or whose gradient is not finite are
 junk: their row is zero, they are left out of the statistics and listed in the sidecar.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +52,7 @@ from .streaming import (
 from .weighting import SpectralSNR, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)
+DTYPES = ("float32", "float16")  # storage of the normalised features
 
 
 def gmm_checksum(gmm: np.ndarray) -> str:
@@ -85,6 +92,15 @@ class PartSums:
         with atomic_output(path) as tmp:
             with tmp.open("wb") as handle:
                 np.savez(handle, total=self.total, total_sq=self.total_sq, junk=self.junk)
+
+    @classmethod
+    def merge(cls, parts: Sequence[PartSums]) -> PartSums:
+        """The sums of consecutive parts as one (their junk flags concatenated)."""
+        return cls(
+            np.sum([p.total for p in parts], axis=0),
+            np.sum([p.total_sq for p in parts], axis=0),
+            np.concatenate([p.junk for p in parts]),
+        )
 
     @classmethod
     def load(cls, path: Path) -> PartSums:
@@ -194,8 +210,10 @@ def compute_features(
     snr: SpectralSNR | None = None,
     part_size: int = PART_ROWS,
     parts: int | None = None,
+    dtype: str = "float32",
 ) -> FeatureInfo:
-    """Write the normalised gradient features of every particle to `out` (.npy) + sidecar.
+    """Write the normalised gradient features of every particle to `out` (.npy, ``dtype``
+    one of DTYPES) + sidecar.
 
     ``exclude``: table rows already known to be junk (gmmscape.junk), treated like
     particles with non-finite images: zero rows, outside the statistics, in junk_rows.
@@ -209,8 +227,8 @@ def compute_features(
     _log_start(particles, gmm, grid)
     n, parts = particles.n, parts or part_count(particles.n, part_size)
     out = Path(out)
-    with atomic_output(out) as tmp:
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, gmm.size)).flush()
+    with atomic_output(out) as tmp, _scratch(tmp) as raw:
+        np.lib.format.open_memmap(raw, mode="w+", dtype=np.float32, shape=(n, gmm.size)).flush()
         excluded = _excluded(n, exclude)
         sums = [
             _raw_pass(
@@ -218,7 +236,7 @@ def compute_features(
                 particles,
                 grid,
                 part_rows(n, k, parts, part_size),
-                tmp,
+                raw,
                 0,
                 batch,
                 excluded,
@@ -226,7 +244,7 @@ def compute_features(
             )
             for k in range(parts)
         ]
-        junk, scale = _normalise(tmp, sums, particles)
+        junk, scale = _normalise([raw], [PartSums.merge(sums)], tmp, particles, dtype)
     return _write_info(gmm, particles, grid, (res_lo, res_hi), junk, scale, out)
 
 
@@ -277,8 +295,10 @@ def gather_features(
     res_hi: float | None,
     frc_weights: str = "flat",
     snr: SpectralSNR | None = None,
+    dtype: str = "float32",
 ) -> FeatureInfo:
-    """The normalised features of every particle from feature_part's files, in order."""
+    """The normalised features (``dtype``) of every particle from feature_part's files,
+    in order."""
     gmm = np.asarray(gmm, dtype=np.float32)
     grid, _ = _loss_grid(particles, res_lo, res_hi, frc_weights, snr)
     out, n = Path(out), particles.n
@@ -289,36 +309,44 @@ def gather_features(
             f"{sum(len(s.junk) for s in sums)} rows, expected the table's {n}"
         )
     with atomic_output(out) as tmp:
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, gmm.size)).flush()
-        start = 0
-        for path, part in zip(parts, sums, strict=True):
-            for rows in sequential_chunks(len(part.junk), 4096):
-                write_rows(tmp, start + rows[0], read_rows(path, rows))
-            start += len(part.junk)
-        junk, scale = _normalise(tmp, sums, particles)
+        junk, scale = _normalise([Path(p) for p in parts], sums, tmp, particles, dtype)
     return _write_info(gmm, particles, grid, (res_lo, res_hi), junk, scale, out)
 
 
+@contextlib.contextmanager
+def _scratch(beside: Path) -> Iterator[Path]:
+    """A hidden file name beside `beside` for the raw gradients, removed afterwards."""
+    path = beside.with_name(beside.name + ".raw.npy")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _normalise(
-    path: Path, sums: list[PartSums], particles: ParticleSet
+    sources: Sequence[Path], sums: Sequence[PartSums], out: Path, particles: ParticleSet, dtype: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and scale the raw gradients in `path` in place; returns junk (n,) bool and
+    """Write the raw gradients of `sources` (float32 files of consecutive rows, with their
+    sums), centred and scaled, to a new `out` of ``dtype``; returns junk (n,) bool and
     the per-kind scales (5,)."""
-    total, total_sq = sums[0].total.copy(), sums[0].total_sq.copy()
-    for part in sums[1:]:
-        total += part.total
-        total_sq += part.total_sq
-    junk = np.concatenate([part.junk for part in sums])
-    n_good = int((~junk).sum())
+    if dtype not in DTYPES:
+        raise InputError(f"train.feature_dtype: expected one of {DTYPES}, got {dtype!r}")
+    total = PartSums.merge(sums)
+    n_good = int((~total.junk).sum())
     if n_good == 0:
         raise InputError(f"{particles.table}: every particle is junk (non-finite images)")
-    mean, scale = _scales(total, total_sq, n_good)
-    divisor = np.tile(scale, total.size // 5).astype(np.float32)
-    for rows in sequential_chunks(particles.n, 4096):
-        block = (read_rows(path, rows) - mean.astype(np.float32)) / divisor
-        block[junk[rows]] = 0.0
-        write_rows(path, rows[0], block)
-    return junk, scale
+    mean, scale = _scales(total.total, total.total_sq, n_good)
+    divisor = np.tile(scale, total.total.size // 5).astype(np.float32)
+    shape = (particles.n, total.total.size)
+    np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=shape).flush()
+    start = 0
+    for path, part in zip(sources, sums, strict=True):
+        for rows in sequential_chunks(len(part.junk), 4096):
+            block = (read_rows(path, rows) - mean.astype(np.float32)) / divisor
+            block[part.junk[rows]] = 0.0
+            write_rows(out, start + rows[0], block.astype(dtype))
+        start += len(part.junk)
+    return total.junk, scale
 
 
 def _write_info(
@@ -397,7 +425,7 @@ class FeatureJob:
     gmm: str  # the half's neutral GMM (text)
     junk: str  # junk/{half}.csv
     choices: str  # choices.yaml: the particles' SNR
-    band: dict  # train: res_lo, res_hi, frc_weights (chosen values filled in)
+    band: dict  # train: res_lo, res_hi, frc_weights (chosen values filled in), feature_dtype
 
 
 def run_features_job(
@@ -427,5 +455,5 @@ def run_features_job(
         k, parts, size = part
         feature_part(neutral, particles, out, k, parts, part_size=size, **loss)
         return f"part {k + 1} of {parts} of {particles.n} particles, {len(neutral)} Gaussians"
-    info = compute_features(neutral, particles, out, **loss)
+    info = compute_features(neutral, particles, out, dtype=job.band["feature_dtype"], **loss)
     return f"{particles.n} particles, {len(neutral)} Gaussians, {len(info.junk_rows)} junk"

@@ -111,11 +111,12 @@ def _stack_ctf(table: Path, stack: str | os.PathLike) -> CTFParams | None:
     return CTFParams.from_table(frame)
 
 
-def read_rows(path: str | os.PathLike, rows: np.ndarray) -> np.ndarray:
-    """Rows of an on-disk .npy array through a mapping that lives only for this read."""
+def read_rows(path: str | os.PathLike, rows: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """Rows of an on-disk .npy array through a mapping that lives only for this read, as
+    ``dtype`` (default: the file's; features stored as float16 are read as float32)."""
     data = np.load(path, mmap_mode="r")
     try:
-        return np.array(data[rows])
+        return np.array(data[rows], dtype=dtype)
     finally:
         del data
 

@@ -277,7 +277,7 @@ def _run_epoch(
         rows = rows[[r not in junk for r in rows]]
         if len(rows) == 0:
             continue
-        feats = read_rows(features, rows)
+        feats = read_rows(features, rows, np.float32)
         images = particles.images(rows)
         ctf = ctf_amplitude(particles, rows, run.grid) if run.use_ctf else None
         for start in range(0, len(rows), s.batch):
@@ -429,7 +429,7 @@ def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, 
     for rows in sequential_chunks(particles.n, run.settings.chunk):
         rows = rows[good[rows]]
         if len(rows):
-            parts.append(encode(read_rows(features, rows)).numpy())
+            parts.append(encode(read_rows(features, rows, np.float32)).numpy())
     latent = np.concatenate(parts)
     frame = pd.DataFrame(latent, columns=[f"z{k}" for k in range(latent.shape[1])])
     frame.insert(0, "index", particles.index[good])

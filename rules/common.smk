@@ -214,7 +214,9 @@ def picked(section, *keys):
 # Keys of the `train:` section by what reads them: the loss band (features, junk,
 # refinement) and the settings of one training run (not `modes`, `mask` or the scatter).
 BAND_KEYS = ("res_lo", "res_hi", "frc_weights")
-RUN_KEYS = tuple(k for k in config["train"] if k not in ("modes", "mask", "features_per_job"))
+RUN_KEYS = tuple(
+    k for k in config["train"] if k not in ("modes", "mask", "features_per_job", "feature_dtype")
+)
 
 
 def optional(path):

@@ -37,7 +37,7 @@ rule refine_features:
         features=out("refine/round_{round}/features_{half}.npy"),
         info=out("refine/round_{round}/features_{half}.json"),
     params:
-        train=picked(config["train"], *BAND_KEYS),
+        train=picked(config["train"], *BAND_KEYS, "feature_dtype"),
     log:
         out("logs/refine_features/{round}_{half}.log"),
     benchmark:

@@ -88,7 +88,7 @@ rule features:
         features=out("features/{half}.npy"),
         info=out("features/{half}.json"),
     params:
-        train=picked(TRAIN, *BAND_KEYS),
+        train=picked(TRAIN, *BAND_KEYS, "feature_dtype"),
     log:
         out("logs/features/{half}.log"),
     benchmark:

@@ -23,6 +23,7 @@ def main(smk: Any, progress: Progress) -> None:
         res_hi=band["res_hi"],
         frc_weights=band["frc_weights"],
         snr=load_snr(smk.input.choices),
+        dtype=smk.params.train["feature_dtype"],
     )
     progress(
         f"features {smk.wildcards.half}: {particles.n} particles, {len(neutral)} Gaussians, "
