@@ -2,10 +2,10 @@
 
 CI-sized like tests/test_train.py: the simulator's systems at box 64 cropped to 32,
 50 particles per state, from the mean of the true GMMs as neutral model, with
-train_data's settings (FAST; COMPOSITION for the composition system, but 10 epochs when
-its extra density is scaled up: such compositions separate with ARI 1.0 by then). The
-even and odd halves train independently (own features, own run), as the pipeline runs
-them with `split: true`.
+train_data's settings (FAST; COMPOSITION for the composition system, CLASSES for its
+scored 4D run on all particles, but 10 epochs when its extra density is scaled up: such
+compositions separate with ARI 1.0 by then). The even and odd halves train independently
+(own features, own run), as the pipeline runs them with `split: true`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def trained_run(
     knobs = train_data.COMPOSITION if system == "composition" else train_data.FAST
     if extra_scale > 1.0:
         knobs = dict(knobs, epochs=train_data.FAST["epochs"])
+    elif system == "composition" and half == "all" and latent_dim == train_data.COMPOSITION_LATENT:
+        knobs = train_data.CLASSES
     settings = TrainSettings(mode=mode, latent_dim=latent_dim, **knobs)
     train(neutral, particles, run / "features.npy", run, settings)
     return run
