@@ -14,8 +14,8 @@ reached a higher FSC in less time than the paper's FRC of projections over 16 or
 views (``bench/bench_gmmfit.py --compare``, docs/benchmarks.md).
 
 Levels double N (each Gaussian split in two nearby ones) and raise the resolution
-geometrically (``level_schedule``). Amplitudes end on the map's scale (least squares
-over the band), so ``density(gmm)`` overlays the map.
+geometrically (``gmmscape.levels.level_schedule``). Amplitudes end on the map's scale
+(least squares over the band), so ``density(gmm)`` overlays the map.
 """
 
 from __future__ import annotations
@@ -68,26 +68,6 @@ def sigma_range(resolution: float, box: int, apix: float) -> tuple[float, float]
     """Allowed Gaussian widths (box fractions) at a level of the given resolution (Angstrom)."""
     lo, hi = (max(f * resolution / apix, MIN_SIGMA_PX) / box for f in SIGMA_RANGE)
     return lo, max(hi, 1.5 * lo)
-
-
-def level_schedule(
-    start_n: int, target_n: int, start_res: float, target_res: float
-) -> list[tuple[int, float]]:
-    """(n, resolution) per level: N doubles up to target_n, resolution falls geometrically."""
-    if not 1 <= start_n <= target_n:
-        raise InputError(f"gmm: expected 1 <= start N <= target N, got {start_n} and {target_n}")
-    if not start_res >= target_res > 0:
-        raise InputError(
-            f"gmm: expected start resolution >= target resolution > 0 A, got {start_res} and "
-            f"{target_res}"
-        )
-    counts = [start_n]
-    while counts[-1] < target_n:
-        counts.append(min(2 * counts[-1], target_n))
-    if len(counts) == 1:
-        return [(start_n, float(target_res))]
-    resolutions = np.geomspace(start_res, target_res, len(counts))
-    return [(n, float(r)) for n, r in zip(counts, resolutions, strict=True)]
 
 
 def seed_gaussians(

@@ -5,7 +5,6 @@ mismatched input stops the run with one message before any job starts.
 """
 
 import functools
-import math
 import os
 import sys
 
@@ -19,6 +18,7 @@ from gmmscape import checks, phantoms, resources  # noqa: E402
 from gmmscape.streaming import part_count  # noqa: E402
 from gmmscape.choices import CHOICE_KEYS, LEVELS  # noqa: E402
 from gmmscape.errors import InputError  # noqa: E402
+from gmmscape.levels import level_counts  # noqa: E402
 
 
 def validate_config():
@@ -124,7 +124,7 @@ def gmm_level_count():
 
     A derived start_n or target_n (gmmscape.choices) keeps LEVELS levels, so the count
     is known before the data are measured. The scripts take each level's N and
-    resolution from gmmscape.gmmfit.level_schedule.
+    resolution from gmmscape.levels.level_schedule.
     """
     gmm = config["gmm"]
     if gmm["start_n"] is None or gmm["target_n"] is None:
@@ -140,7 +140,7 @@ def gmm_level_count():
             f"gmm.target_resolution: expected at most gmm.start_resolution "
             f"({gmm['start_resolution']} A), got {gmm['target_resolution']} A"
         )
-    return math.ceil(math.log2(gmm["target_n"] / gmm["start_n"])) + 1
+    return len(level_counts(gmm["start_n"], gmm["target_n"]))
 
 
 validate_config()

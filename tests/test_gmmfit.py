@@ -16,10 +16,10 @@ from gmmscape.gmmfit import (
     drop_outside,
     evaluate,
     gmm_ft,
-    level_schedule,
     seed_gaussians,
     split_gaussians,
 )
+from gmmscape.levels import level_schedule
 from gmmscape.projection import density
 
 BOX, APIX = 32, 4.0
