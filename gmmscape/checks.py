@@ -21,7 +21,7 @@ from .io import ParticleRecords, open_stack, read_lst, read_star
 
 # Fewest particles per training run that PCA, UMAP and the classes work with.
 MIN_PARTICLES = 10
-MASK_THRESHOLD = 0.5  # gmmfit.drop_outside keeps Gaussians where the mask exceeds this
+MASK_THRESHOLD = 0.5  # masks.drop_outside keeps Gaussians where the mask exceeds this
 SAMPLED_IMAGES = 16  # images read at parse time to catch an all-zero or constant stack
 
 

@@ -29,8 +29,9 @@ import pandas as pd
 import tensorflow as tf
 
 from .errors import InputError
-from .fourier import check_box
+from .fourier import check_cube
 from .fsc import fsc_table, shell_weights
+from .masks import drop_outside
 from .projection import TWO_PI, FourierGrid, axis_factors, density, separable_sum
 
 SIGMA_RANGE = (0.25, 1.0)  # widths allowed at a level, as fractions of its resolution
@@ -58,12 +59,6 @@ def _writer(log: Log) -> Callable[[str], None]:
     return write
 
 
-def _check_volume(volume: np.ndarray, what: str = "map") -> int:
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise InputError(f"{what}: expected a cubic 3D map [z, y, x], got shape {volume.shape}")
-    return check_box(volume.shape[0], f"{what} box")
-
-
 def sigma_range(resolution: float, box: int, apix: float) -> tuple[float, float]:
     """Allowed Gaussian widths (box fractions) at a level of the given resolution (Angstrom)."""
     lo, hi = (max(f * resolution / apix, MIN_SIGMA_PX) / box for f in SIGMA_RANGE)
@@ -83,7 +78,7 @@ def seed_gaussians(
     the solvent; a sub-voxel jitter separates repeats. Amplitudes follow the local
     density, scaled so that the seeds hold the mass of the candidate voxels.
     """
-    box = _check_volume(volume)
+    box = check_cube(volume)
     flat = np.asarray(volume, dtype=np.float64).ravel()
     top = flat.max()
     candidates = np.flatnonzero(flat > threshold * top) if top > 0 else np.array([], int)
@@ -122,23 +117,6 @@ def split_gaussians(gmm: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
         keep = np.delete(out, heavy, axis=0)
         out = np.concatenate([keep, a, b]).astype(np.float32)
     return out
-
-
-def centre_values(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(N,) mask value at each Gaussian centre's nearest voxel; -inf for centres outside the box."""
-    box = mask.shape[-1]
-    idx = np.rint(np.asarray(gmm[:, :3], dtype=np.float64) * box).astype(np.int64) + box // 2
-    inside = np.all((idx >= 0) & (idx < box), axis=1)
-    values = np.full(len(gmm), -np.inf)
-    x, y, z = idx[inside].T
-    values[inside] = mask[z, y, x]
-    return values
-
-
-def drop_outside(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Keep the Gaussians whose centre's nearest voxel has mask > 0.5 (outside the box: dropped)."""
-    _check_volume(mask, "mask")
-    return gmm[centre_values(gmm, mask) > 0.5]
 
 
 @dataclass(frozen=True)
@@ -246,7 +224,7 @@ def fit_level(
     Widths are confined to the level's range (``sigma_range``); the result's amplitudes
     are rescaled to the map by least squares over the band.
     """
-    box = _check_volume(volume)
+    box = check_cube(volume)
     band = ShellBand.of(box, apix, resolution)
     t_re, t_im = (tf.constant(a) for a in band.crop(volume))
     model = _Model(gmm, *sigma_range(resolution, box, apix))
@@ -304,7 +282,7 @@ def build_level(
     nothing, so equal inputs give the same model. ``log``: a callable or a text stream
     that receives a progress line every REPORT_EVERY epochs.
     """
-    box = _check_volume(volume)
+    box = check_cube(volume)
     if mask is not None and mask.shape != volume.shape:
         raise InputError(f"mask: shape {mask.shape} differs from the map's {volume.shape}")
     rng = np.random.default_rng(seed)
@@ -324,5 +302,5 @@ def build_level(
 
 def evaluate(gmm: np.ndarray, volume: np.ndarray, apix: float) -> pd.DataFrame:
     """FSC table (shell, resolution, fsc) between the GMM's sampled density and the map."""
-    box = _check_volume(volume)
+    box = check_cube(volume)
     return fsc_table(density(gmm, box), volume, apix)

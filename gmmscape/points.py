@@ -211,7 +211,8 @@ def reconstruct_at(
     from .decode import load_decoder
     from .embedding import embedded, fit_pca, latent_columns
     from .importer import load_meta, load_table
-    from .reconstruct import copies, read_mask, reconstruction_source, table_rows
+    from .masks import read_mask
+    from .reconstruct import copies, reconstruction_source, table_rows
 
     if not texts:
         raise InputError("reconstruct: give latent points with --at and/or --latent")

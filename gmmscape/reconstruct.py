@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .ctf import CTFParams, ctf_2d
 from .errors import InputError
@@ -47,7 +46,7 @@ from .fourier import check_box, to_fourier
 from .fsc import fsc_table, resolution_at, shell_weights
 from .importer import ROTATION_COLUMNS, table_poses
 from .io.common import CTF_STATES
-from .io.mrc import MrcStack, read_volume, write_map
+from .io.mrc import MrcStack, write_map
 from .io.stacks import ImageStack, open_stack
 
 INTERPOLATIONS = ("trilinear", "nearest")
@@ -472,19 +471,3 @@ def reconstruct_classes(
         )
     fsc = {int(k): r.fsc for k, r in zip(classes, results, strict=True)}
     return pd.DataFrame(summary), fsc
-
-
-def mask_at_box(mask: np.ndarray, box: int) -> np.ndarray:
-    """A soft mask [z, y, x] resampled (trilinear) to a cube of ``box``, clipped to [0, 1];
-    masks cover the same extent in Angstrom whatever their box."""
-    mask = np.asarray(mask, dtype=np.float32)
-    if mask.ndim != 3 or len(set(mask.shape)) != 1:
-        raise InputError(f"mask: expected a cubic 3D map, got shape {mask.shape}")
-    if mask.shape[0] != box:
-        mask = ndimage.zoom(mask, box / mask.shape[0], order=1, grid_mode=True, mode="nearest")
-    return np.clip(mask, 0.0, 1.0)
-
-
-def read_mask(path: str | os.PathLike | None, box: int) -> np.ndarray | None:
-    """The FSC mask file at a reconstruction's box (``mask_at_box``), or None without one."""
-    return mask_at_box(read_volume(path), box) if path else None

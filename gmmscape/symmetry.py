@@ -29,6 +29,7 @@ import pandas as pd
 from .errors import InputError
 from .geometry import matrix_to_relion, relion_to_matrix
 from .importer import ROTATION_COLUMNS
+from .masks import mask_inside
 from .streaming import COPY  # column of the copy number (0 = the particle as imported)
 
 _GROUP = re.compile(r"^([CD])([1-9][0-9]?)$")
@@ -142,8 +143,6 @@ def free_gaussians(
     if not is_expanded(group):
         return inside
     if asu_mask is not None:
-        from .train import mask_inside  # TensorFlow: only where training runs
-
         asu = mask_inside(asu_mask, neutral, particles, apix=apix)
     else:
         asu = asu_inside(neutral, group)
