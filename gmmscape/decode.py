@@ -111,7 +111,7 @@ def parse_points(
 
 
 def write_points(
-    decoder: trajectory.Decoder,
+    decoder: trajectory.LatentDecoder,
     points: np.ndarray,
     outdir: str | os.PathLike,
     *,
