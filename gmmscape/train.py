@@ -47,6 +47,7 @@ from .errors import InputError
 from .features import FeatureInfo, gmm_checksum, open_features
 from .io.common import atomic_output
 from .networks import GmmSpace, build_encoder, check_mode
+from .plots import plot_loss
 from .projection import FourierGrid, batch_signature, frc_loss, images_ft
 from .rigid import RigidSpace, build_space, space_decoder
 from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
@@ -328,24 +329,6 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _plot_loss(history: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    ax.plot(history["epoch"], history["loss"], "o-", label="total")
-    ax.plot(history["epoch"], history["frc_loss"], "s--", label="1 - FRC")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
 def _save_model(model: keras.Model, path: Path) -> None:
     """model.save needs a .keras name; save beside the target, then rename into place."""
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".save.") as tmp:
@@ -518,7 +501,7 @@ def train(
     if particles.copy is not None:
         junk_frame.insert(1, COPY, particles.copy[list(junk)])
     _write_csv(junk_frame, outdir / "junk.csv")
-    _plot_loss(history, outdir / "loss.png")
+    plot_loss(history, outdir / "loss.png")
     return history
 
 
