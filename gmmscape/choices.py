@@ -51,6 +51,7 @@ from .io.common import atomic_output
 from .io.mrc import read_map
 from .masks import fsc_mask, mask_at_box, molecule_mask
 from .reconstruct import original_source, reconstruct_with_halves
+from .table import EVEN, ODD
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def reconstructed_halves(
     (box, apix, state), members = max(groups.items(), key=lambda item: len(item[1]))
     rng = np.random.default_rng(seed)
     rows = []
-    for half in (1, 2):
+    for half in (EVEN, ODD):
         half_rows = members[table["subset"].to_numpy()[members] == half]
         if len(half_rows) > HALF_PARTICLES:
             half_rows = rng.choice(half_rows, HALF_PARTICLES, replace=False)

@@ -35,6 +35,7 @@ from .projection import FourierGrid, frc_loss, images_ft
 from .rigid import rotation_matrices
 from .streaming import ParticleSet, sequential_chunks
 from .subsets import star_subset
+from .table import ROTATION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,6 @@ def write_refined_star(
 def posed_table(table: pd.DataFrame, particles: ParticleSet, poses: RefinedPoses) -> pd.DataFrame:
     """The canonical table (import/{half}.csv, rows as ``particles``) with the refined
     poses: rotation matrix, RELION angles and shift (original-box pixels) replaced."""
-    from .importer import ROTATION_COLUMNS
-
     if len(table) != particles.n or not np.array_equal(table["index"], particles.index):
         raise InputError(f"{particles.table}: table rows differ from the particles refined")
     out = table.copy()

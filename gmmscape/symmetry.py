@@ -28,9 +28,8 @@ import pandas as pd
 
 from .errors import InputError
 from .geometry import matrix_to_relion, relion_to_matrix
-from .importer import ROTATION_COLUMNS
 from .masks import mask_inside
-from .streaming import COPY  # column of the copy number (0 = the particle as imported)
+from .table import COPY, ROTATION_COLUMNS
 
 _GROUP = re.compile(r"^([CD])([1-9][0-9]?)$")
 

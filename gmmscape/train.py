@@ -50,7 +50,8 @@ from .networks import GmmSpace, build_encoder, check_mode
 from .plots import plot_loss
 from .projection import FourierGrid, batch_signature, frc_loss, images_ft
 from .rigid import RigidSpace, build_space, space_decoder
-from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
+from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
+from .table import COPY
 from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)

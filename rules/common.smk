@@ -19,6 +19,7 @@ from gmmscape.streaming import part_count  # noqa: E402
 from gmmscape.choices import CHOICE_KEYS, LEVELS  # noqa: E402
 from gmmscape.errors import InputError  # noqa: E402
 from gmmscape.levels import level_counts  # noqa: E402
+from gmmscape.table import ALL, HALF_NAMES, SUBSETS  # noqa: E402
 
 
 def validate_config():
@@ -146,7 +147,8 @@ def gmm_level_count():
 validate_config()
 check_inputs()
 N_LEVELS = gmm_level_count()
-HALVES = ["all", "even", "odd"] if config["split"] else ["all"]
+HALVES = list(HALF_NAMES) if config["split"] else [ALL]
+ANY_HALF = "|".join(HALF_NAMES)  # a wildcard pattern of every half, configured or not
 DEMO = config["particles"] == "demo"
 
 
@@ -226,14 +228,14 @@ def optional(path):
 
 def gmm_map(wildcards):
     """The map a half's GMM is fitted to: its half map when given, else the consensus map."""
-    if wildcards.half != "all" and config["half_maps"]:
-        return config["half_maps"][0 if wildcards.half == "even" else 1]
+    if wildcards.half != ALL and config["half_maps"]:
+        return config["half_maps"][list(SUBSETS).index(wildcards.half)]
     return MAP
 
 
 def gmm_seed(wildcards):
     """A seed per half, so the even and odd GMMs are not copies of each other."""
-    return config["seed"] + ("all", "even", "odd").index(wildcards.half)
+    return config["seed"] + HALF_NAMES.index(wildcards.half)
 
 
 def previous_level(wildcards):
@@ -249,7 +251,7 @@ def level_files(wildcards):
 
 def final_outputs():
     """The default target: split tables and, per half, the neutral GMM and its FSC."""
-    tables = [out("choices.yaml")] + [out(f"import/{half}.csv") for half in ("all", "even", "odd")]
+    tables = [out("choices.yaml")] + [out(f"import/{half}.csv") for half in HALF_NAMES]
     gmm = [
         out(f"gmm/{half}/{name}")
         for half in HALVES
