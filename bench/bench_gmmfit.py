@@ -41,8 +41,9 @@ def peak_mb() -> float:
 def run_case(name: str, data: Path, epochs: int) -> dict:
     """Build the case's GMM level by level in this process; timings, memory, FSC reached."""
     from gmmscape.fsc import resolution_at
-    from gmmscape.gmmfit import build_level, evaluate, level_schedule
+    from gmmscape.gmmfit import build_level, evaluate
     from gmmscape.io.mrc import read_map
+    from gmmscape.levels import level_schedule
 
     case = CASES[name]
     vol, apix = read_map(data / "consensus.mrc")
@@ -115,8 +116,9 @@ def run_compare(data: Path, epochs: int) -> list[dict]:
     """Last demo level fitted by 3D FSC and by projection FRC from the same start."""
     import numpy as np
 
-    from gmmscape.gmmfit import build_level, evaluate, fit_level, level_schedule, split_gaussians
+    from gmmscape.gmmfit import build_level, evaluate, fit_level, split_gaussians
     from gmmscape.io.mrc import read_map
+    from gmmscape.levels import level_schedule
 
     case = CASES["demo"]
     vol, apix = read_map(data / "consensus.mrc")

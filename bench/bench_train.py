@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from gmmscape.geometry import random_rotations
-from gmmscape.importer import ROTATION_COLUMNS
 from gmmscape.io.mrc import write_stack
+from gmmscape.table import ROTATION_COLUMNS
 
 APIX = 4.0
 

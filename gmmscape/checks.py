@@ -18,10 +18,11 @@ import numpy as np
 from .errors import InputError
 from .importer import check_halves, even_odd
 from .io import ParticleRecords, open_stack, read_lst, read_star
+from .table import subset_counts
 
 # Fewest particles per training run that PCA, UMAP and the classes work with.
 MIN_PARTICLES = 10
-MASK_THRESHOLD = 0.5  # gmmfit.drop_outside keeps Gaussians where the mask exceeds this
+MASK_THRESHOLD = 0.5  # masks.drop_outside keeps Gaussians where the mask exceeds this
 SAMPLED_IMAGES = 16  # images read at parse time to catch an all-zero or constant stack
 
 
@@ -151,7 +152,7 @@ def run_sizes(path: Path, records: ParticleRecords, split: bool, seed: int) -> d
     sizes = {"all": len(subset)}
     if split:
         check_halves(subset, split, path)
-        sizes |= {"even": int((subset == 1).sum()), "odd": int((subset == 2).sum())}
+        sizes |= subset_counts(subset)
     return sizes
 
 

@@ -43,15 +43,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import ndimage
 
 from .errors import InputError
 from .fsc import SpectralSNR, fsc_table, resolution_at
 from .importer import read_table
 from .io.common import atomic_output
 from .io.mrc import read_map
-from .masks import soft_mask
-from .reconstruct import mask_at_box, original_source, reconstruct_with_halves
+from .masks import fsc_mask, mask_at_box, molecule_mask
+from .reconstruct import original_source, reconstruct_with_halves
+from .table import EVEN, ODD
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ LEVELS = 4  # first level: target_n / 2^(LEVELS-1)
 START_FACTOR = 2.5  # first level's resolution / target resolution
 VISITS = 200_000
 MIN_EPOCHS, MAX_EPOCHS = 5, 60
-NOISE_SIGMAS = 5.0  # molecule threshold: solvent mean + this many solvent std
 CHOICE_KEYS = (
     "box",
     "gmm.start_n",
@@ -113,38 +112,6 @@ def half_map_fsc(
     return fsc_table(half1 * w, half2 * w, apix)
 
 
-def solvent_threshold(volume: np.ndarray) -> float:
-    """Density level of the molecule: the solvent's (voxels beyond 0.45 box from the
-    centre) mean plus NOISE_SIGMAS of its std, at least 5 % of the map's maximum."""
-    box = volume.shape[0]
-    grid = np.indices(volume.shape) - box // 2
-    outside = np.sqrt((grid**2).sum(axis=0)) > 0.45 * box
-    solvent = volume[outside]
-    return float(max(solvent.mean() + NOISE_SIGMAS * solvent.std(), 0.05 * volume.max()))
-
-
-def molecule_mask(volume: np.ndarray, apix: float, resolution: float) -> np.ndarray:
-    """Binary mask of the molecule: the map smoothed to the resolution, above the
-    solvent threshold, largest connected pieces kept (specks of noise dropped)."""
-    sigma = resolution / (2.0 * math.pi * apix) * math.sqrt(2.0)
-    smooth = ndimage.gaussian_filter(np.asarray(volume, np.float64), sigma)
-    core = smooth >= solvent_threshold(smooth)
-    labels, n = ndimage.label(core)
-    if n > 1:
-        sizes = ndimage.sum(core, labels, range(1, n + 1))
-        core = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.05 * sizes.max()))
-    if not core.any():
-        raise InputError("map: no density above the solvent level to measure the molecule")
-    return core
-
-
-def fsc_mask(volume: np.ndarray, apix: float, resolution: float = 15.0) -> np.ndarray:
-    """Soft mask around the molecule for the half-map FSC (a few voxels of margin)."""
-    core = molecule_mask(volume, apix, resolution).astype(np.float32)
-    box = volume.shape[0]
-    return soft_mask(core, 0.5, max(1, round(0.03 * box)), max(2, round(0.05 * box)))
-
-
 def reconstructed_halves(
     table: pd.DataFrame, states: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -155,7 +122,7 @@ def reconstructed_halves(
     (box, apix, state), members = max(groups.items(), key=lambda item: len(item[1]))
     rng = np.random.default_rng(seed)
     rows = []
-    for half in (1, 2):
+    for half in (EVEN, ODD):
         half_rows = members[table["subset"].to_numpy()[members] == half]
         if len(half_rows) > HALF_PARTICLES:
             half_rows = rng.choice(half_rows, HALF_PARTICLES, replace=False)

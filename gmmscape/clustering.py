@@ -19,6 +19,7 @@ from sklearn.mixture import GaussianMixture
 
 from .errors import InputError
 from .states import find_classes
+from .table import SUBSETS
 
 METHODS = ("auto", "kmeans", "gmm", "spectral", "bic", "hdbscan")
 SPACES = ("latent", "pca", "umap")
@@ -143,6 +144,6 @@ def cluster_counts(labels: np.ndarray, subset: np.ndarray | None = None) -> pd.D
     )
     table["percent"] = 100.0 * table["particles"] / len(labels)
     if subset is not None:
-        for name, value in (("even", 1), ("odd", 2)):
+        for name, value in SUBSETS.items():
             table[name] = [int(((labels == k) & (subset == value)).sum()) for k in clusters]
     return table

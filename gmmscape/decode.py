@@ -40,7 +40,7 @@ class Decoder:
 
     @property
     def frame_source(self) -> str:
-        """What the box and pixel size belong to, for messages (train.check_extent)."""
+        """What the box and pixel size belong to, for messages (masks.check_extent)."""
         return "the trained decoder" + (f" of {self.run_dir}" if self.run_dir else "")
 
     @property
@@ -111,7 +111,7 @@ def parse_points(
 
 
 def write_points(
-    decoder: trajectory.Decoder,
+    decoder: trajectory.LatentDecoder,
     points: np.ndarray,
     outdir: str | os.PathLike,
     *,

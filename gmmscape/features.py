@@ -438,8 +438,8 @@ def run_features_job(
     from .choices import load_snr
     from .gmmio import read_text
     from .junk import junk_rows
+    from .masks import check_extent
     from .streaming import load_particles
-    from .train import check_extent
 
     particles = load_particles(job.table, job.stack)
     neutral, box, apix = read_text(job.gmm)

@@ -21,6 +21,13 @@ def check_box(box: int, what: str = "box") -> int:
     return box
 
 
+def check_cube(volume: np.ndarray, what: str = "map") -> int:
+    """The box of a cubic 3D map [z, y, x] (``check_box``), or raise."""
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise InputError(f"{what}: expected a cubic 3D map [z, y, x], got shape {volume.shape}")
+    return check_box(volume.shape[0], f"{what} box")
+
+
 def rfft_freqs(box: int) -> tuple[np.ndarray, np.ndarray]:
     """(ky, kx) integer Fourier indices of the rfft2 grid, shapes (b, 1) and (1, b//2+1)."""
     ky = np.fft.fftfreq(box, 1.0 / box)[:, None]

@@ -14,8 +14,8 @@ reached a higher FSC in less time than the paper's FRC of projections over 16 or
 views (``bench/bench_gmmfit.py --compare``, docs/benchmarks.md).
 
 Levels double N (each Gaussian split in two nearby ones) and raise the resolution
-geometrically (``level_schedule``). Amplitudes end on the map's scale (least squares
-over the band), so ``density(gmm)`` overlays the map.
+geometrically (``gmmscape.levels.level_schedule``). Amplitudes end on the map's scale
+(least squares over the band), so ``density(gmm)`` overlays the map.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import pandas as pd
 import tensorflow as tf
 
 from .errors import InputError
-from .fourier import check_box
+from .fourier import check_cube
 from .fsc import fsc_table, shell_weights
+from .masks import drop_outside
 from .projection import TWO_PI, FourierGrid, axis_factors, density, separable_sum
 
 SIGMA_RANGE = (0.25, 1.0)  # widths allowed at a level, as fractions of its resolution
@@ -58,36 +59,10 @@ def _writer(log: Log) -> Callable[[str], None]:
     return write
 
 
-def _check_volume(volume: np.ndarray, what: str = "map") -> int:
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise InputError(f"{what}: expected a cubic 3D map [z, y, x], got shape {volume.shape}")
-    return check_box(volume.shape[0], f"{what} box")
-
-
 def sigma_range(resolution: float, box: int, apix: float) -> tuple[float, float]:
     """Allowed Gaussian widths (box fractions) at a level of the given resolution (Angstrom)."""
     lo, hi = (max(f * resolution / apix, MIN_SIGMA_PX) / box for f in SIGMA_RANGE)
     return lo, max(hi, 1.5 * lo)
-
-
-def level_schedule(
-    start_n: int, target_n: int, start_res: float, target_res: float
-) -> list[tuple[int, float]]:
-    """(n, resolution) per level: N doubles up to target_n, resolution falls geometrically."""
-    if not 1 <= start_n <= target_n:
-        raise InputError(f"gmm: expected 1 <= start N <= target N, got {start_n} and {target_n}")
-    if not start_res >= target_res > 0:
-        raise InputError(
-            f"gmm: expected start resolution >= target resolution > 0 A, got {start_res} and "
-            f"{target_res}"
-        )
-    counts = [start_n]
-    while counts[-1] < target_n:
-        counts.append(min(2 * counts[-1], target_n))
-    if len(counts) == 1:
-        return [(start_n, float(target_res))]
-    resolutions = np.geomspace(start_res, target_res, len(counts))
-    return [(n, float(r)) for n, r in zip(counts, resolutions, strict=True)]
 
 
 def seed_gaussians(
@@ -103,7 +78,7 @@ def seed_gaussians(
     the solvent; a sub-voxel jitter separates repeats. Amplitudes follow the local
     density, scaled so that the seeds hold the mass of the candidate voxels.
     """
-    box = _check_volume(volume)
+    box = check_cube(volume)
     flat = np.asarray(volume, dtype=np.float64).ravel()
     top = flat.max()
     candidates = np.flatnonzero(flat > threshold * top) if top > 0 else np.array([], int)
@@ -142,23 +117,6 @@ def split_gaussians(gmm: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
         keep = np.delete(out, heavy, axis=0)
         out = np.concatenate([keep, a, b]).astype(np.float32)
     return out
-
-
-def centre_values(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(N,) mask value at each Gaussian centre's nearest voxel; -inf for centres outside the box."""
-    box = mask.shape[-1]
-    idx = np.rint(np.asarray(gmm[:, :3], dtype=np.float64) * box).astype(np.int64) + box // 2
-    inside = np.all((idx >= 0) & (idx < box), axis=1)
-    values = np.full(len(gmm), -np.inf)
-    x, y, z = idx[inside].T
-    values[inside] = mask[z, y, x]
-    return values
-
-
-def drop_outside(gmm: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Keep the Gaussians whose centre's nearest voxel has mask > 0.5 (outside the box: dropped)."""
-    _check_volume(mask, "mask")
-    return gmm[centre_values(gmm, mask) > 0.5]
 
 
 @dataclass(frozen=True)
@@ -266,7 +224,7 @@ def fit_level(
     Widths are confined to the level's range (``sigma_range``); the result's amplitudes
     are rescaled to the map by least squares over the band.
     """
-    box = _check_volume(volume)
+    box = check_cube(volume)
     band = ShellBand.of(box, apix, resolution)
     t_re, t_im = (tf.constant(a) for a in band.crop(volume))
     model = _Model(gmm, *sigma_range(resolution, box, apix))
@@ -324,7 +282,7 @@ def build_level(
     nothing, so equal inputs give the same model. ``log``: a callable or a text stream
     that receives a progress line every REPORT_EVERY epochs.
     """
-    box = _check_volume(volume)
+    box = check_cube(volume)
     if mask is not None and mask.shape != volume.shape:
         raise InputError(f"mask: shape {mask.shape} differs from the map's {volume.shape}")
     rng = np.random.default_rng(seed)
@@ -344,5 +302,5 @@ def build_level(
 
 def evaluate(gmm: np.ndarray, volume: np.ndarray, apix: float) -> pd.DataFrame:
     """FSC table (shell, resolution, fsc) between the GMM's sampled density and the map."""
-    box = _check_volume(volume)
+    box = check_cube(volume)
     return fsc_table(density(gmm, box), volume, apix)

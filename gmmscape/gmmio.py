@@ -1,4 +1,4 @@
-"""Writers (and the text reader) of GMM models: text table, PDB pseudo-atoms, MRC, FSC plot.
+"""Writers (and the text reader) of GMM models: text table, PDB pseudo-atoms, MRC.
 
 Positions in the text table stay box fractions (docs/conventions.md). The PDB and the
 MRC share ChimeraX's placement of voxel (i, j, k) at (i, j, k) * apix with origin 0, so
@@ -12,12 +12,9 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
 from .errors import InputError
 from .io.common import atomic_output
@@ -28,7 +25,6 @@ COLUMNS = "x y z amplitude sigma"
 _META = re.compile(r"#\s*box\s+(\d+)\s+apix\s+([0-9.eE+-]+)")
 _CHAINS = string.ascii_uppercase + string.ascii_lowercase + string.digits
 _PER_CHAIN = 9999  # PDB residue numbers have four digits
-RESOLUTION_TICKS = (100, 50, 30, 20, 15, 10, 8, 6, 5, 4, 3, 2.5, 2)  # Angstrom, top axis
 
 
 def _check_gmm(gmm: np.ndarray) -> np.ndarray:
@@ -116,38 +112,3 @@ def write_pdb(path: str | os.PathLike, gmm: np.ndarray, box: int, apix: float) -
 def write_density(path: str | os.PathLike, gmm: np.ndarray, box: int, apix: float) -> None:
     """The GMM's density sampled on the (box,)^3 grid as an MRC map with voxel size apix."""
     write_map(path, density(_check_gmm(gmm), box), apix)
-
-
-def plot_fsc(
-    path: str | os.PathLike,
-    tables: Mapping[str, pd.DataFrame],
-    target_resolution: float,
-    threshold: float = 0.95,
-) -> None:
-    """PNG of FSC(GMM, map) against spatial frequency, one curve per labelled table.
-
-    Marks the acceptance threshold and the target resolution; the top axis reads in
-    Angstrom. Tables are ``evaluate``/``fsc_table`` outputs (shell, resolution, fsc).
-    """
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    for label, table in tables.items():
-        shells = table[table["shell"] >= 1]
-        ax.plot(1.0 / shells["resolution"], shells["fsc"], label=label)
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"FSC {threshold:g}")
-    ax.axvline(1.0 / target_resolution, color="red", ls=":", lw=1.2)
-    ax.annotate(
-        f" target {target_resolution:g} Å",
-        (1.0 / target_resolution, 0.02),
-        xycoords=("data", "axes fraction"),
-        color="red",
-    )
-    ax.set(xlabel="spatial frequency (1/Å)", ylabel="FSC(GMM, map)", ylim=(-0.05, 1.02))
-    ax.set_xlim(0.0, None)
-    inverse = (lambda f: 1.0 / np.maximum(f, 1e-6), lambda r: 1.0 / np.maximum(r, 1e-6))
-    top = ax.secondary_xaxis("top", functions=inverse)
-    top.set_xticks([r for r in RESOLUTION_TICKS if 1.0 / r <= ax.get_xlim()[1]])
-    top.set_xlabel("resolution (Å)")
-    ax.legend(loc="lower left", fontsize="small")
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)

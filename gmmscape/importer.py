@@ -45,16 +45,21 @@ from .io import (
 from .io.common import CTF_STATES
 from .io.conventions import correct_conventions
 from .io.cryosparc import read_cs
-from .io.stacks import ImageStack
+from .io.stacks import read_sources
+from .table import (
+    CTF_COLUMNS,
+    EVEN,
+    ODD,
+    ROTATION_COLUMNS,
+    SUBSETS,
+    TABLE_COLUMNS,
+    half_rows,
+    subset_counts,
+)
 
 log = logging.getLogger(__name__)
 RAW, FLIPPED, PREMULTIPLIED = CTF_STATES
 
-ROTATION_COLUMNS = [f"r{i}{j}" for i in range(3) for j in range(3)]
-CTF_COLUMNS = list(CTFParams.__dataclass_fields__)
-_POSE_COLUMNS = [*ROTATION_COLUMNS, "rot", "tilt", "psi", "shift_x", "shift_y"]
-TABLE_COLUMNS = ["index", "stack_index", "source", "source_index", *_POSE_COLUMNS, *CTF_COLUMNS]
-TABLE_COLUMNS += ["optics_group", "apix", "box", "subset", "window"]
 _READERS = {".star": read_star, ".lst": read_lst, ".cs": read_cs}
 _EXTENT_RTOL = 5e-3  # boxes agree when their sizes in Angstrom agree to 0.5 %
 _MAX_CUT = 0.25  # a group's box may lose at most this fraction of its width to the frame
@@ -210,13 +215,13 @@ def build_table(records: ParticleRecords, seed: int = 0) -> pd.DataFrame:
 
 
 def even_odd(subset: np.ndarray, seed: int) -> np.ndarray:
-    """The input's halves when every particle has one (1/2), else a seeded balanced split."""
+    """The input's halves when every particle has one, else a seeded balanced split."""
     subset = np.asarray(subset, dtype=int)
-    if np.isin(subset, (1, 2)).all():
+    if np.isin(subset, (EVEN, ODD)).all():
         return subset
     order = np.random.default_rng(seed).permutation(len(subset))
-    split = np.full(len(subset), 2)
-    split[order[: (len(subset) + 1) // 2]] = 1
+    split = np.full(len(subset), ODD)
+    split[order[: (len(subset) + 1) // 2]] = EVEN
     return split
 
 
@@ -242,13 +247,13 @@ def ctf_states(records: ParticleRecords, phase_flipped: str | bool, notes: list[
 
 def check_halves(subset: np.ndarray, split: bool, particles: Path) -> None:
     """An empty even or odd half: an error when the halves are run (split), else a warning."""
-    counts = [int((subset == h).sum()) for h in (1, 2)]
-    if min(counts) > 0:
+    counts = subset_counts(subset)
+    if min(counts.values()) > 0:
         return
-    empty = 1 if counts[0] == 0 else 2
+    empty, full = sorted(counts, key=lambda half: counts[half])
     message = (
-        f"{particles}: half {empty} ({'even' if empty == 1 else 'odd'}) is empty: all "
-        f"{max(counts)} particles are in half {3 - empty} (_rlnRandomSubset or EMAN2 'class')"
+        f"{particles}: half {SUBSETS[empty]} ({empty}) is empty: all {counts[full]} "
+        f"particles are in half {SUBSETS[full]} (_rlnRandomSubset or EMAN2 'class')"
     )
     if split:
         raise InputError(
@@ -367,7 +372,7 @@ def _meta(
         "source_ctf": str(source_ctf),
         "source_flipped": source_ctf == FLIPPED,  # reconstruction from the original images
         "has_ctf": bool(table["defocus_u"].notna().all()),
-        "halves": [int((table["subset"] == h).sum()) for h in (1, 2)],
+        "halves": list(subset_counts(table["subset"].to_numpy()).values()),
         "optics_groups": _optics_summary(table, states),
         "notes": notes,
     }
@@ -455,8 +460,8 @@ def _stack_chunks(
         for start in range(0, len(table), step):
             rows = table.iloc[start : start + step].assign(state=states[start : start + step])
             out = np.zeros((len(rows), frame.box, frame.box), dtype=np.float32)
-            for (_, apix, window, state), group in rows.groupby(keys, sort=False):
-                images = _read_images(group, stacks)
+            for (box, apix, window, state), group in rows.groupby(keys, sort=False):
+                images = read_sources(group, stacks, int(box))
                 reasons = junk_reasons(images)
                 good = reasons == ""
                 junk.update(zip(group.index[~good], reasons[~good], strict=True))
@@ -537,17 +542,6 @@ def real_window(images: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _read_images(rows: pd.DataFrame, stacks: dict[str, ImageStack]) -> np.ndarray:
-    """The source images of `rows` (all of one box), in the rows' order."""
-    box = int(rows["box"].iloc[0])
-    images = np.empty((len(rows), box, box), dtype=np.float32)
-    position = pd.Series(np.arange(len(rows)), index=rows.index)
-    for source, group in rows.groupby("source", sort=False):
-        data = stacks[source].read(group["source_index"].to_numpy())
-        images[position[group.index].to_numpy()] = data
-    return images
-
-
 def load_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read particles.csv written by the import."""
     return pd.read_csv(path, dtype={"source": "string"})
@@ -555,10 +549,7 @@ def load_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def junk_of_half(path: str | os.PathLike, half: str) -> np.ndarray:
     """`index` of the import's junk particles (import/junk.csv) in one half: all, even, odd."""
-    junk = pd.read_csv(path)
-    if half != "all":
-        junk = junk[junk["subset"] == ("even", "odd").index(half) + 1]
-    return junk["index"].to_numpy(np.int64)
+    return half_rows(pd.read_csv(path), half)["index"].to_numpy(np.int64)
 
 
 def load_meta(path: str | os.PathLike) -> dict:

@@ -33,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from matplotlib.figure import Figure
 
 from .io.common import atomic_output
+from .plots import save_figure
 from .projection import FourierGrid, frc_loss, images_ft, particle_graph
 from .streaming import ParticleSet, sequential_chunks
 
@@ -188,15 +190,10 @@ def plot_junk(
 ) -> None:
     """The report's figure: each statistic's robust z (good and junk particles, the
     threshold) and a row of junk images with their reasons."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     junk = (table["reason"] != "").to_numpy()
     rows = np.flatnonzero(junk)[:examples]
     columns = max(len(SIDES), examples)
-    fig = plt.figure(figsize=(12, 5.5 if len(rows) else 3.2), dpi=100)
+    fig = Figure(figsize=(12, 5.5 if len(rows) else 3.2), dpi=100)
     grid = fig.add_gridspec(
         2 if len(rows) else 1, columns, height_ratios=[1.3, 1][: 1 + bool(len(rows))]
     )
@@ -225,9 +222,7 @@ def plot_junk(
         ax.axis("off")
     fig.suptitle(f"{junk.sum()} junk of {len(table)} particles")
     fig.tight_layout()
-    with atomic_output(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 JUNK_KINDS = ("noise", "inverted", "zero", "blob")

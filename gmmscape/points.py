@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA
 
 from .errors import InputError
 from .reconstruct import ImageSource, reconstruct_with_halves, write_half_maps
-from .trajectory import Decoder, Trajectory, nearest_particles, neighbourhood_radius
+from .trajectory import LatentDecoder, Trajectory, nearest_particles, neighbourhood_radius
 
 _NAMED = re.compile(r"^(pc|z)(\d+)$")
 
@@ -140,7 +140,7 @@ def circle_trajectory(
 
 def reconstruct_points(
     points: np.ndarray,
-    decoder: Decoder,
+    decoder: LatentDecoder,
     outdir: str | os.PathLike,
     *,
     latent: np.ndarray,
@@ -211,7 +211,8 @@ def reconstruct_at(
     from .decode import load_decoder
     from .embedding import embedded, fit_pca, latent_columns
     from .importer import load_meta, load_table
-    from .reconstruct import copies, read_mask, reconstruction_source, table_rows
+    from .masks import read_mask
+    from .reconstruct import copies, reconstruction_source, table_rows
 
     if not texts:
         raise InputError("reconstruct: give latent points with --at and/or --latent")

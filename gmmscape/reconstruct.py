@@ -39,16 +39,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fourier import check_box, to_fourier
 from .fsc import fsc_table, resolution_at, shell_weights
-from .importer import ROTATION_COLUMNS, table_poses
+from .importer import table_poses
 from .io.common import CTF_STATES
-from .io.mrc import MrcStack, read_volume, write_map
-from .io.stacks import ImageStack, open_stack
+from .io.mrc import MrcStack, write_map
+from .io.stacks import ImageStack, read_sources
+from .table import EVEN, ODD, ROTATION_COLUMNS, alternating_subsets
 
 INTERPOLATIONS = ("trilinear", "nearest")
 # what the images hold (io.common.CTF_STATES) -> the weight of their samples, from the CTF
@@ -255,13 +255,7 @@ def original_source(table: pd.DataFrame, *, images_ctf: str = "raw") -> ImageSou
     stacks: dict[str, ImageStack] = {}
 
     def read(rows: pd.DataFrame) -> np.ndarray:
-        out = np.empty((len(rows), int(boxes[0]), int(boxes[0])), np.float32)
-        index = rows["source_index"].to_numpy()
-        for source, where in rows.groupby("source", sort=False).indices.items():
-            if source not in stacks:
-                stacks[source] = open_stack(source)
-            out[where] = stacks[source].read(index[where])
-        return out
+        return read_sources(rows, stacks, int(boxes[0]))
 
     def shifts(rows: pd.DataFrame) -> np.ndarray:
         return rows[["shift_x", "shift_y"]].to_numpy(np.float64)
@@ -316,9 +310,9 @@ def half_labels(subset: np.ndarray) -> np.ndarray:
     when both occur in the set, else alternating rows (so a class of a run on one half of
     the data still gets two half maps)."""
     subset = np.asarray(subset)
-    if np.isin(1, subset) and np.isin(2, subset):
+    if np.isin(EVEN, subset) and np.isin(ODD, subset):
         return subset
-    return np.arange(len(subset)) % 2 + 1
+    return alternating_subsets(len(subset))
 
 
 @dataclass(frozen=True)
@@ -351,7 +345,7 @@ def reconstruct_with_halves(
     The optional soft ``mask`` multiplies both half maps before the FSC only.
     """
     subset = table["subset"].to_numpy()
-    split = [rows[half_labels(subset[rows]) == h] for rows in sets for h in (1, 2)]
+    split = [rows[half_labels(subset[rows]) == h] for rows in sets for h in (EVEN, ODD)]
     volumes = reconstruct_sets(
         table, source, split, chunk=chunk, interpolation=interpolation, progress=progress
     )
@@ -472,19 +466,3 @@ def reconstruct_classes(
         )
     fsc = {int(k): r.fsc for k, r in zip(classes, results, strict=True)}
     return pd.DataFrame(summary), fsc
-
-
-def mask_at_box(mask: np.ndarray, box: int) -> np.ndarray:
-    """A soft mask [z, y, x] resampled (trilinear) to a cube of ``box``, clipped to [0, 1];
-    masks cover the same extent in Angstrom whatever their box."""
-    mask = np.asarray(mask, dtype=np.float32)
-    if mask.ndim != 3 or len(set(mask.shape)) != 1:
-        raise InputError(f"mask: expected a cubic 3D map, got shape {mask.shape}")
-    if mask.shape[0] != box:
-        mask = ndimage.zoom(mask, box / mask.shape[0], order=1, grid_mode=True, mode="nearest")
-    return np.clip(mask, 0.0, 1.0)
-
-
-def read_mask(path: str | os.PathLike | None, box: int) -> np.ndarray | None:
-    """The FSC mask file at a reconstruction's box (``mask_at_box``), or None without one."""
-    return mask_at_box(read_volume(path), box) if path else None

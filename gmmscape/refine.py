@@ -30,10 +30,12 @@ import tensorflow as tf
 from .errors import InputError
 from .geometry import matrix_to_relion, shift_to_relion_origin
 from .io.star import write_star
+from .plots import plot_changes
 from .projection import FourierGrid, frc_loss, images_ft
 from .rigid import rotation_matrices
 from .streaming import ParticleSet, sequential_chunks
 from .subsets import star_subset
+from .table import ROTATION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +224,6 @@ def write_refined_star(
 def posed_table(table: pd.DataFrame, particles: ParticleSet, poses: RefinedPoses) -> pd.DataFrame:
     """The canonical table (import/{half}.csv, rows as ``particles``) with the refined
     poses: rotation matrix, RELION angles and shift (original-box pixels) replaced."""
-    from .importer import ROTATION_COLUMNS
-
     if len(table) != particles.n or not np.array_equal(table["index"], particles.index):
         raise InputError(f"{particles.table}: table rows differ from the particles refined")
     out = table.copy()
@@ -252,30 +252,6 @@ def pose_changes(particles: ParticleSet, poses: RefinedPoses) -> pd.DataFrame:
             "loss_after": poses.loss_after,
         }
     )
-
-
-def plot_changes(changes: pd.DataFrame, path: str | os.PathLike, title: str) -> None:
-    """Histograms of the rotation and shift changes of a round."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100)
-    for ax, column, label in zip(
-        axes, ("rotation_deg", "shift_px"), ("rotation change (degrees)", "shift change (pixels)"),
-        strict=True,
-    ):  # fmt: skip
-        ax.hist(changes[column], bins=40)
-        ax.set_xlabel(label)
-        ax.set_ylabel("particles")
-    fig.suptitle(title)
-    fig.tight_layout()
-    from .io.common import atomic_output
-
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def refine_round(

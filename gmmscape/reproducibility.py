@@ -31,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
 from .fsc import fsc_table, resolution_at
+from .table import SUBSETS
 
 FSC_THRESHOLD = 0.5
 
@@ -170,7 +171,7 @@ def compare_halves(
                 ),
             }
         )
-    for half, name in ((0, "even"), (1, "odd")):
+    for half, name in enumerate(SUBSETS):
         for k in sorted(set(range(len(maps[half]))) - {p[half] for p in pairs}):
             row = info[half].loc[k]
             rows.append(

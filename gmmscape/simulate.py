@@ -47,7 +47,6 @@ from .errors import InputError
 from .fourier import check_box, to_real
 from .fsc import fsc_curve, fsc_weighted
 from .geometry import matrix_to_relion, random_rotations, relion_to_matrix
-from .importer import ROTATION_COLUMNS
 from .io.mrc import MrcStack, write_map, write_stack
 from .io.star import write_star
 from .masks import soft_mask
@@ -55,6 +54,7 @@ from .phantoms import DOMAIN, System, build_system
 from .projection import FourierGrid, density, project_ft
 from .protein import protein_system
 from .reconstruct import ImageSource, reconstruct_with_halves
+from .table import ROTATION_COLUMNS, alternating_subsets
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def _canonical_table(table: pd.DataFrame) -> pd.DataFrame:
     canonical = table.copy()
     canonical[ROTATION_COLUMNS] = rot
     canonical["stack_index"] = np.arange(len(table))
-    canonical["subset"] = np.arange(len(table)) % 2 + 1
+    canonical["subset"] = alternating_subsets(len(table))
     return canonical
 
 
@@ -279,7 +279,7 @@ def _star_tables(table: pd.DataFrame, box: int, apix: float) -> tuple[pd.DataFra
             "rlnDefocusV": table["defocus_v"],
             "rlnDefocusAngle": table["defocus_angle"],
             "rlnOpticsGroup": 1,
-            "rlnRandomSubset": np.arange(n) % 2 + 1,
+            "rlnRandomSubset": alternating_subsets(n),
             "rlnClassNumber": 1,
         }
     )

@@ -20,11 +20,9 @@ import pandas as pd
 
 from .ctf import CTFParams
 from .errors import InputError
-from .importer import CTF_COLUMNS, PREMULTIPLIED, ROTATION_COLUMNS, table_poses
+from .importer import PREMULTIPLIED, table_poses
 from .io.mrc import MrcStack
-
-COPY = "copy"  # the symmetry copy of an expanded table (gmmscape.symmetry)
-TABLE_COLUMNS = ["index", "stack_index", *ROTATION_COLUMNS, "shift_x", "shift_y", "box"]
+from .table import COPY, CTF_COLUMNS, TRAINING_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -68,11 +66,11 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
     if not table.is_file():
         raise InputError(f"{table}: particle table not found")
     head = pd.read_csv(table, nrows=0).columns
-    missing = [c for c in TABLE_COLUMNS if c not in head]
+    missing = [c for c in TRAINING_COLUMNS if c not in head]
     if missing:
         raise InputError(f"{table}: missing columns {', '.join(missing)} of the particle table")
     extra = [c for c in ("window", COPY) if c in head]
-    frame = pd.read_csv(table, usecols=[*TABLE_COLUMNS, *extra])
+    frame = pd.read_csv(table, usecols=[*TRAINING_COLUMNS, *extra])
     if frame.empty:
         raise InputError(f"{table}: the particle table has no rows")
     images = MrcStack(stack)

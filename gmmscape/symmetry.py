@@ -28,8 +28,8 @@ import pandas as pd
 
 from .errors import InputError
 from .geometry import matrix_to_relion, relion_to_matrix
-from .importer import ROTATION_COLUMNS
-from .streaming import COPY  # column of the copy number (0 = the particle as imported)
+from .masks import mask_inside
+from .table import COPY, ROTATION_COLUMNS
 
 _GROUP = re.compile(r"^([CD])([1-9][0-9]?)$")
 
@@ -142,8 +142,6 @@ def free_gaussians(
     if not is_expanded(group):
         return inside
     if asu_mask is not None:
-        from .train import mask_inside  # TensorFlow: only where training runs
-
         asu = mask_inside(asu_mask, neutral, particles, apix=apix)
     else:
         asu = asu_inside(neutral, group)

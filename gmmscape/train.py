@@ -37,7 +37,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 import keras
 import numpy as np
@@ -46,13 +45,13 @@ import tensorflow as tf
 
 from .errors import InputError
 from .features import FeatureInfo, gmm_checksum, open_features
-from .gmmfit import centre_values
 from .io.common import atomic_output
-from .io.mrc import read_map
 from .networks import GmmSpace, build_encoder, check_mode
+from .plots import plot_loss
 from .projection import FourierGrid, batch_signature, frc_loss, images_ft
 from .rigid import RigidSpace, build_space, space_decoder
-from .streaming import COPY, ParticleSet, chunk_order, read_rows, sequential_chunks
+from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
+from .table import COPY
 from .weighting import SpectralSNR, check_weighting, ctf_amplitude, frc_setup
 
 log = logging.getLogger(__name__)
@@ -331,24 +330,6 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _plot_loss(history: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    ax.plot(history["epoch"], history["loss"], "o-", label="total")
-    ax.plot(history["epoch"], history["frc_loss"], "s--", label="1 - FRC")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
 def _save_model(model: keras.Model, path: Path) -> None:
     """model.save needs a .keras name; save beside the target, then rename into place."""
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".save.") as tmp:
@@ -521,58 +502,8 @@ def train(
     if particles.copy is not None:
         junk_frame.insert(1, COPY, particles.copy[list(junk)])
     _write_csv(junk_frame, outdir / "junk.csv")
-    _plot_loss(history, outdir / "loss.png")
+    plot_loss(history, outdir / "loss.png")
     return history
-
-
-class Frame(Protocol):
-    """A box (pixels) at a pixel size (Angstrom) that maps and GMMs must span: the
-    particles' (streaming.ParticleSet) or a trained decoder's (decode.Decoder)."""
-
-    @property
-    def box(self) -> int: ...
-
-    @property
-    def apix(self) -> float: ...
-
-    @property
-    def frame_source(self) -> str:
-        """What the frame is, for messages: e.g. ``the particles of stack.mrcs``."""
-        ...
-
-
-def check_extent(what: str, box: int, apix: float, frame: Frame) -> None:
-    """A map or GMM frame must span the frame's box in Angstrom (any sampling): GMM
-    centres are box fractions, so another extent means another data set."""
-    extent, expected = box * apix, frame.box * frame.apix
-    if abs(extent - expected) > 5e-3 * expected:
-        raise InputError(
-            f"{what}: box {box} at {apix:.4g} A spans {extent:.1f} A; expected "
-            f"{expected:.1f} A, box {frame.box} at {frame.apix:.4g} A of {frame.frame_source}"
-        )
-
-
-def mask_inside(
-    path: str | os.PathLike,
-    neutral: np.ndarray,
-    frame: Frame,
-    threshold: float = 0.5,
-    apix: float | None = None,
-) -> np.ndarray:
-    """(N,) bool: Gaussians whose centre voxel in the mask [z, y, x] is >= threshold; the
-    mask must span `frame` (the particles or a decoder). `apix`: the config's pixel size
-    override for the mask's header."""
-    mask, apix = read_map(path, apix)
-    if len(set(mask.shape)) != 1:
-        raise InputError(
-            f"{path}: mask of {'x'.join(map(str, mask.shape))} voxels, expected a cube"
-        )
-    box = mask.shape[-1]
-    check_extent(f"mask {path}", box, apix, frame)
-    inside = centre_values(neutral, mask) >= threshold
-    if not inside.any():
-        raise InputError(f"{path}: no Gaussian of the neutral GMM lies inside the mask")
-    return inside
 
 
 def settings_from_config(section: dict, **overrides) -> TrainSettings:

@@ -36,7 +36,7 @@ from .plots import quiver
 from .reconstruct import ImageSource, reconstruct_sets
 
 
-class Decoder(Protocol):
+class LatentDecoder(Protocol):
     """What trajectories need of a trained decoder (gmmscape.decode.load_decoder)."""
 
     @property
@@ -99,11 +99,11 @@ def pc_trajectories(
     ]
 
 
-def _centres(decoder: Decoder, z: np.ndarray) -> np.ndarray:
+def _centres(decoder: LatentDecoder, z: np.ndarray) -> np.ndarray:
     return np.asarray(decoder.decode(np.asarray(z, dtype=np.float32)))[..., :3].astype(np.float64)
 
 
-def _motion(decoder: Decoder, v: np.ndarray, scale: float) -> np.ndarray:
+def _motion(decoder: LatentDecoder, v: np.ndarray, scale: float) -> np.ndarray:
     """Centre displacements (N, 3) from decode(-s v) to decode(+s v)."""
     ends = _centres(decoder, np.stack([-scale * v, scale * v]))
     return ends[1] - ends[0]
@@ -116,7 +116,7 @@ def _ratio(move: np.ndarray, inside: np.ndarray) -> float:
 
 
 def localized_direction(
-    decoder: Decoder, inside: np.ndarray, scale: float
+    decoder: LatentDecoder, inside: np.ndarray, scale: float
 ) -> tuple[np.ndarray, float]:
     """Unit latent direction (d,) maximising the inside/outside motion ratio, and the ratio.
 
@@ -149,7 +149,7 @@ def localized_direction(
 
 def localized_trajectory(
     latent: np.ndarray,
-    decoder: Decoder,
+    decoder: LatentDecoder,
     inside: np.ndarray,
     name: str,
     n_points: int = 7,
@@ -204,7 +204,7 @@ class Series(Protocol):
     def latent(self) -> np.ndarray: ...
 
 
-def decode_points(decoder: Decoder, trajectory: Series) -> np.ndarray:
+def decode_points(decoder: LatentDecoder, trajectory: Series) -> np.ndarray:
     """GMMs (n_points, N, 5) along a trajectory."""
     return np.asarray(decoder.decode(trajectory.latent.astype(np.float32)), dtype=np.float64)
 
@@ -227,7 +227,7 @@ def chimerax_script(gmm_maps: list[str], maps: list[str], title: str) -> str:
 
 def write_trajectory(
     trajectory: Series,
-    decoder: Decoder,
+    decoder: LatentDecoder,
     outdir: str | os.PathLike,
     *,
     latent: np.ndarray,

@@ -5,7 +5,6 @@ mismatched input stops the run with one message before any job starts.
 """
 
 import functools
-import math
 import os
 import sys
 
@@ -19,6 +18,8 @@ from gmmscape import checks, phantoms, resources  # noqa: E402
 from gmmscape.streaming import part_count  # noqa: E402
 from gmmscape.choices import CHOICE_KEYS, LEVELS  # noqa: E402
 from gmmscape.errors import InputError  # noqa: E402
+from gmmscape.levels import level_counts  # noqa: E402
+from gmmscape.table import ALL, HALF_NAMES, SUBSETS  # noqa: E402
 
 
 def validate_config():
@@ -124,7 +125,7 @@ def gmm_level_count():
 
     A derived start_n or target_n (gmmscape.choices) keeps LEVELS levels, so the count
     is known before the data are measured. The scripts take each level's N and
-    resolution from gmmscape.gmmfit.level_schedule.
+    resolution from gmmscape.levels.level_schedule.
     """
     gmm = config["gmm"]
     if gmm["start_n"] is None or gmm["target_n"] is None:
@@ -140,13 +141,14 @@ def gmm_level_count():
             f"gmm.target_resolution: expected at most gmm.start_resolution "
             f"({gmm['start_resolution']} A), got {gmm['target_resolution']} A"
         )
-    return math.ceil(math.log2(gmm["target_n"] / gmm["start_n"])) + 1
+    return len(level_counts(gmm["start_n"], gmm["target_n"]))
 
 
 validate_config()
 check_inputs()
 N_LEVELS = gmm_level_count()
-HALVES = ["all", "even", "odd"] if config["split"] else ["all"]
+HALVES = list(HALF_NAMES) if config["split"] else [ALL]
+ANY_HALF = "|".join(HALF_NAMES)  # a wildcard pattern of every half, configured or not
 DEMO = config["particles"] == "demo"
 
 
@@ -226,14 +228,14 @@ def optional(path):
 
 def gmm_map(wildcards):
     """The map a half's GMM is fitted to: its half map when given, else the consensus map."""
-    if wildcards.half != "all" and config["half_maps"]:
-        return config["half_maps"][0 if wildcards.half == "even" else 1]
+    if wildcards.half != ALL and config["half_maps"]:
+        return config["half_maps"][list(SUBSETS).index(wildcards.half)]
     return MAP
 
 
 def gmm_seed(wildcards):
     """A seed per half, so the even and odd GMMs are not copies of each other."""
-    return config["seed"] + ("all", "even", "odd").index(wildcards.half)
+    return config["seed"] + HALF_NAMES.index(wildcards.half)
 
 
 def previous_level(wildcards):
@@ -249,7 +251,7 @@ def level_files(wildcards):
 
 def final_outputs():
     """The default target: split tables and, per half, the neutral GMM and its FSC."""
-    tables = [out("choices.yaml")] + [out(f"import/{half}.csv") for half in ("all", "even", "odd")]
+    tables = [out("choices.yaml")] + [out(f"import/{half}.csv") for half in HALF_NAMES]
     gmm = [
         out(f"gmm/{half}/{name}")
         for half in HALVES

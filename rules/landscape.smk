@@ -2,7 +2,8 @@
 with half maps and a particle subset per class, motion trajectories; the consensus half
 maps; with `split: true`, the even/odd reproducibility report of every mode.
 
-Needs from common.smk: config, out(), cpus(), sized(), optional(), HALVES, DEMO, PARTICLES, MASK.
+Needs from common.smk: config, out(), cpus(), sized(), optional(), HALVES, ANY_HALF, DEMO,
+PARTICLES, MASK.
 The default target adds LANDSCAPE_OUTPUTS (below).
 """
 
@@ -16,7 +17,7 @@ REGIONS = LANDSCAPE["trajectory"]["regions"] or (
 
 
 wildcard_constraints:
-    run="[a-z]+_(all|even|odd)",
+    run=f"[a-z]+_({ANY_HALF})",
 
 
 # Every training run: {mode}_{half} for the configured modes and halves.

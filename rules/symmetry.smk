@@ -5,7 +5,7 @@ the operators as relion_particle_symmetry_expand does (gmmscape.symmetry). The t
 rules then read these tables and free only the Gaussians of one asymmetric unit
 (`asu_mask`, else derived from the neutral GMM).
 
-Needs from common.smk: config, out(), cpus(), sized(), fail(), SYMMETRIC, ROUNDS.
+Needs from common.smk: config, out(), cpus(), sized(), fail(), SYMMETRIC, ROUNDS, ANY_HALF.
 """
 
 if SYMMETRIC and ROUNDS:
@@ -20,7 +20,7 @@ rule symmetry_expand:
     output:
         out("symmetry/{table}.csv"),
     wildcard_constraints:
-        table=r"import/(all|even|odd|particles)|junk/(all|even|odd)",
+        table=f"import/({ANY_HALF}|particles)|junk/({ANY_HALF})",
     params:
         symmetry=config["symmetry"],
     log:

@@ -10,9 +10,9 @@ from rulekit import Progress, run
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.fsc import resolution_at
     from gmmscape.importer import load_meta, load_table
+    from gmmscape.masks import read_mask
     from gmmscape.plots import fsc_curves
     from gmmscape.reconstruct import (
-        read_mask,
         reconstruct_with_halves,
         reconstruction_source,
         write_half_maps,

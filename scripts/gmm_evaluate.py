@@ -5,7 +5,7 @@ from typing import Any
 import pandas as pd
 from rulekit import Progress, gmm_schedule, load_map, run, with_choices
 
-from gmmscape import gmmfit, gmmio
+from gmmscape import gmmfit, gmmio, plots
 
 
 def main(smk: Any, progress: Progress) -> None:
@@ -22,7 +22,7 @@ def main(smk: Any, progress: Progress) -> None:
         fitted = fsc[(fsc["shell"] >= 1) & (fsc["resolution"] >= resolution)]
         progress(f"level {level}: lowest FSC up to {resolution:.1f} A is {fitted['fsc'].min():.3f}")
     pd.concat(curves.values(), ignore_index=True).to_csv(smk.output.table, index=False)
-    gmmio.plot_fsc(smk.output.plot, curves, gmm["target_resolution"])
+    plots.plot_fsc(smk.output.plot, curves, gmm["target_resolution"])
 
 
 run(main)

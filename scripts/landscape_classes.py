@@ -9,8 +9,9 @@ from rulekit import Progress, run
 
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.importer import load_meta, load_table
+    from gmmscape.masks import read_mask
     from gmmscape.plots import fsc_curves
-    from gmmscape.reconstruct import read_mask, reconstruct_classes, reconstruction_source
+    from gmmscape.reconstruct import reconstruct_classes, reconstruction_source
 
     settings = smk.params.reconstruct
     table, meta = load_table(smk.input.table), load_meta(smk.input.meta)

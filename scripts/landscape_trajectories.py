@@ -13,10 +13,10 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.decode import load_decoder
     from gmmscape.embedding import embedded, fit_pca, latent_columns
     from gmmscape.importer import load_meta, load_table
+    from gmmscape.masks import mask_inside
     from gmmscape.points import Circle, user_trajectories
     from gmmscape.reconstruct import copies, reconstruction_source, table_rows
     from gmmscape.rigid import write_domain_motion
-    from gmmscape.train import mask_inside
     from gmmscape.trajectory import (
         Trajectory,
         decode_points,

@@ -20,8 +20,8 @@ def class_maps(table_path: str, maps_dir: str) -> tuple[pd.DataFrame, list, list
 
 def main(smk: Any, progress: Progress) -> None:
     from gmmscape.io.mrc import read_map
+    from gmmscape.masks import read_mask
     from gmmscape.plots import fsc_curves
-    from gmmscape.reconstruct import read_mask
     from gmmscape.reproducibility import compare_halves
 
     even, even_maps, even_fsc = class_maps(smk.input.even_table, smk.input.even_maps)

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gmmscape.errors import InputError  # noqa: E402
 from gmmscape.io.mrc import read_map  # noqa: E402
+from gmmscape.levels import level_schedule  # noqa: E402
 
 Progress = Callable[[str], None]
 
@@ -104,8 +105,6 @@ def load_map(path: str, apix: float | None) -> tuple[np.ndarray, float]:
 
 def gmm_schedule(gmm: dict) -> list[tuple[int, float]]:
     """(Gaussians, resolution) of every level for the config's `gmm` section."""
-    from gmmscape.gmmfit import level_schedule  # TensorFlow: only in the scripts that fit
-
     return level_schedule(
         gmm["start_n"], gmm["target_n"], gmm["start_resolution"], gmm["target_resolution"]
     )

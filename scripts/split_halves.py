@@ -6,15 +6,14 @@ from typing import Any
 from rulekit import Progress, run
 
 from gmmscape.importer import load_table
-
-SUBSETS = {"even": 1, "odd": 2}  # values of the table's `subset` column
+from gmmscape.table import SUBSETS, half_rows
 
 
 def main(smk: Any, progress: Progress) -> None:
     shutil.copyfile(smk.input[0], smk.output.all)
     table = load_table(smk.input[0])
-    for half, subset in SUBSETS.items():
-        part = table[table["subset"] == subset]
+    for half in SUBSETS:
+        part = half_rows(table, half)
         part.to_csv(smk.output[half], index=False)
         progress(f"{half}: {len(part)} of {len(table)} particles")
 

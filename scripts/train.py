@@ -14,9 +14,10 @@ def main(smk: Any, progress: Progress) -> None:
     from gmmscape.choices import load_snr
     from gmmscape.gmmio import read_text
     from gmmscape.junk import junk_rows
+    from gmmscape.masks import check_extent, mask_inside
     from gmmscape.streaming import load_particles
     from gmmscape.symmetry import free_gaussians
-    from gmmscape.train import check_extent, mask_inside, settings_from_config, train
+    from gmmscape.train import settings_from_config, train
 
     values = with_choices(smk, "train", smk.params.train)
     section = {k: v for k, v in values.items() if k not in WORKFLOW_KEYS}

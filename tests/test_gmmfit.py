@@ -13,13 +13,13 @@ from gmmscape.gmmfit import (
     ShellBand,
     band_fsc,
     build_level,
-    drop_outside,
     evaluate,
     gmm_ft,
-    level_schedule,
     seed_gaussians,
     split_gaussians,
 )
+from gmmscape.levels import level_schedule
+from gmmscape.masks import drop_outside
 from gmmscape.projection import density
 
 BOX, APIX = 32, 4.0

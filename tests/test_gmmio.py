@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gmmscape import gmmio
+from gmmscape import gmmio, plots
 from gmmscape.errors import InputError
 from gmmscape.io.mrc import read_map
 
@@ -111,7 +111,7 @@ def test_fsc_plot_is_a_png(tmp_path):
         for n, s in [(16, 5.0), (32, 12.0)]
     }
     path = tmp_path / "fsc.png"
-    gmmio.plot_fsc(path, tables, target_resolution=10.0)
+    plots.plot_fsc(path, tables, target_resolution=10.0)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert no_temporaries(tmp_path)
 

@@ -26,7 +26,6 @@ from gmmscape.errors import InputError
 from gmmscape.fourier import fourier_crop, to_fourier, to_real
 from gmmscape.geometry import angle_between
 from gmmscape.importer import (
-    TABLE_COLUMNS,
     MapFrame,
     import_particles,
     junk_of_half,
@@ -40,6 +39,7 @@ from gmmscape.io import read_map, write_lst, write_map
 from gmmscape.io.eman2 import ctf_to_eman2, pose_to_xform
 from gmmscape.io.hdf import write_hdf_stack
 from gmmscape.reconstruct import cropped_source
+from gmmscape.table import TABLE_COLUMNS
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from gmmscape.embedding import fit_pca
 from gmmscape.errors import InputError
 from gmmscape.importer import load_meta, load_table
 from gmmscape.io.mrc import read_map
+from gmmscape.masks import read_mask
 from gmmscape.points import circle_trajectory, line_trajectory, parse_point, user_trajectories
 from gmmscape.projection import density
-from gmmscape.reconstruct import cropped_source, read_mask, reconstruct_with_halves
+from gmmscape.reconstruct import cropped_source, reconstruct_with_halves
 from gmmscape.trajectory import decode_points, write_trajectory
 
 

@@ -12,7 +12,7 @@ from gmmscape.errors import InputError
 from gmmscape.fourier import to_real
 from gmmscape.fsc import fsc_table
 from gmmscape.geometry import random_rotations
-from gmmscape.importer import ROTATION_COLUMNS, import_particles, load_meta, load_table
+from gmmscape.importer import import_particles, load_meta, load_table
 from gmmscape.io.mrc import read_map
 from gmmscape.projection import FourierGrid, density, project_ft
 from gmmscape.reconstruct import (
@@ -27,6 +27,7 @@ from gmmscape.reconstruct import (
     table_rows,
 )
 from gmmscape.simulate import simulate
+from gmmscape.table import ROTATION_COLUMNS
 
 
 def min_fsc_to(rec: np.ndarray, true: np.ndarray, apix: float, fraction: float = 2 / 3) -> float:

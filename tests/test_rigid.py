@@ -16,6 +16,7 @@ from gmmscape.decode import load_decoder
 from gmmscape.embedding import fit_pca
 from gmmscape.errors import InputError
 from gmmscape.io.mrc import write_map
+from gmmscape.masks import mask_inside, soft_mask
 from gmmscape.projection import density
 from gmmscape.rigid import (
     RigidSpace,
@@ -26,9 +27,8 @@ from gmmscape.rigid import (
     space_from_dict,
     write_domain_motion,
 )
-from gmmscape.simulate import soft_mask
 from gmmscape.streaming import load_particles
-from gmmscape.train import TrainSettings, mask_inside, train
+from gmmscape.train import TrainSettings, train
 from gmmscape.trajectory import pc_trajectories
 
 

@@ -19,7 +19,7 @@ from gmmscape.errors import InputError
 from gmmscape.features import compute_features
 from gmmscape.fourier import to_fourier
 from gmmscape.geometry import random_rotations, relion_to_matrix
-from gmmscape.importer import ROTATION_COLUMNS, import_particles
+from gmmscape.importer import import_particles
 from gmmscape.projection import FourierGrid, project_ft
 from gmmscape.reconstruct import copies, table_rows
 from gmmscape.simulate import simulate
@@ -35,6 +35,7 @@ from gmmscape.symmetry import (
     parse_group,
     write_expanded,
 )
+from gmmscape.table import ROTATION_COLUMNS
 from gmmscape.train import TrainSettings, train
 
 BOX = 48

@@ -26,9 +26,10 @@ from gmmscape.decode import load_decoder
 from gmmscape.errors import InputError
 from gmmscape.features import compute_features
 from gmmscape.io.mrc import write_map
+from gmmscape.masks import check_extent, mask_inside
 from gmmscape.projection import density
 from gmmscape.streaming import load_particles
-from gmmscape.train import TrainSettings, mask_inside, settings_from_config, train
+from gmmscape.train import TrainSettings, settings_from_config, train
 
 
 def prepare(system, per_state, neutral, tmp, stack=None):
@@ -231,7 +232,7 @@ def test_mask_or_gmm_from_another_box_is_an_input_error(linear_small, tmp_path):
     with pytest.raises(InputError, match=expected):
         mask_inside(tmp_path / "mask.mrc", middle_state(root), particles)
     with pytest.raises(InputError, match="GMM"):
-        train_module.check_extent("GMM neutral.txt", 48, 4.0, particles)
+        check_extent("GMM neutral.txt", 48, 4.0, particles)
 
 
 def test_features_of_another_gmm_are_refused(linear_small, tmp_path):

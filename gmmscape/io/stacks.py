@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InputError
 from .hdf import HdfStack
@@ -30,6 +31,19 @@ def open_stack(path: str | os.PathLike) -> ImageStack:
             f"{path}: unsupported image file type (expected one of {sorted(_READERS)})"
         )
     return reader(path)
+
+
+def read_sources(rows: pd.DataFrame, stacks: dict[str, ImageStack], box: int) -> np.ndarray:
+    """The particles' own images (box pixels) of canonical-table rows (``source``,
+    ``source_index``), in the rows' order. A file missing from `stacks` is opened and kept
+    there, so the import and a reconstruction at the original box open each file once."""
+    images = np.empty((len(rows), box, box), np.float32)
+    index = rows["source_index"].to_numpy()
+    for source, where in rows.groupby("source", sort=False).indices.items():
+        if source not in stacks:
+            stacks[source] = open_stack(source)
+        images[where] = stacks[source].read(index[where])
+    return images
 
 
 def open_sources(
