@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/screen_training.py protein_hinge '{}' '{"epochs": 24}' ...
 
-Each JSON argument overrides TrainSettings (plus "band", the loss band in Angstrom) on
-the same particles, neutral model (the mean of the true models) and SNR weights as
-tests/test_realistic.py; prints the best latent axis' |rho| against the true motion.
+Each JSON argument overrides TrainSettings (plus "band", the loss band in Angstrom; the
+features follow its band and frc_weights) on the same particles, neutral model (the
+mean of the true models) and SNR weights as tests/test_realistic.py; prints the best
+latent axis' |rho| against the true motion.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def main(system: str, specs: list[str]) -> None:
         band = change.pop("band", chosen["train.res_hi"].value)
         run = root / f"run_{hashlib.sha1(spec.encode()).hexdigest()[:10]}"
         start = time.time()
-        features = root / f"features_{band}.npy"
+        weights = change.get("frc_weights", BASE["frc_weights"])  # features share the loss
+        features = root / f"features_{band}_{weights}.npy"
         if not features.exists():
             compute_features(
-                neutral, particles, features, res_lo=None, res_hi=band, frc_weights="snr", snr=snr
+                neutral, particles, features, res_lo=None, res_hi=band, frc_weights=weights, snr=snr
             )
         settings = TrainSettings(**{**BASE, "res_hi": band, **change})
         train(neutral, particles, features, run, settings, snr=snr)

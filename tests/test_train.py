@@ -54,18 +54,20 @@ def first_state(root):
 
 
 @pytest.mark.slow
-def test_linear_motion_is_recovered_by_a_1d_latent(tmp_path):
-    root, particles, features = prepare("linear", 50, middle_state, tmp_path)
-    settings = TrainSettings(mode="position", latent_dim=1, **FAST)
-    history = train(middle_state(root), particles, features, tmp_path / "run", settings)
+def test_linear_motion_is_recovered_by_a_1d_latent():
+    """The landscape tests' linear run (FAST settings, the mean of the true models)."""
+    run = landscape_data.trained_run("linear", "all", "position", 1)
+    root = train_data.dataset("linear", landscape_data.PER_STATE)
+    history = pd.read_csv(run / "loss.csv")
     assert len(history) == 10 and history["frc_loss"].iloc[-1] < history["frc_loss"].iloc[0]
-    index, z = latent_of(tmp_path / "run")
-    assert len(index) == particles.n and z.shape == (particles.n, 1)
+    index, z = latent_of(run)
+    n = len(pd.read_csv(root / "import" / "particles.csv"))
+    assert len(index) == n and z.shape == (n, 1)
     rho = spearmanr(z[:, 0], train_data.ground_truth(root, index)["coordinate"]).statistic
     print(f"linear, 1D latent: Spearman |rho| = {abs(rho):.3f}")
     assert abs(rho) >= 0.9
     for name in ("encoder.keras", "decoder.keras", "decoder.json", "loss.png", "junk.csv"):
-        assert (tmp_path / "run" / name).is_file()
+        assert (run / name).is_file()
 
 
 def circular_correlation(a, b):
@@ -153,7 +155,8 @@ def test_amplitude_mode_changes_only_the_extra_density(composition, tmp_path):
     whose compositions were 98% separable all the same)."""
     root, particles, features = composition
     neutral = train_data.average_model(root)
-    settings = TrainSettings(mode="amplitude", latent_dim=4, **COMPOSITION)
+    # 10 epochs: 97.5% separable, change 0.317 inside, 0.060 elsewhere (30: same verdicts)
+    settings = TrainSettings(mode="amplitude", latent_dim=4, **dict(COMPOSITION, epochs=10))
     train(neutral, particles, features, tmp_path / "run", settings)
     index, z = latent_of(tmp_path / "run")
     truth = train_data.ground_truth(root, index)["composition"].to_numpy()
