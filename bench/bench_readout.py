@@ -17,21 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
-from sklearn.decomposition import PCA
-from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import cross_val_predict
 
+from gmmscape.benchmark import readout
 from gmmscape.choices import load_snr
 from gmmscape.features import compute_features
 from gmmscape.gmmio import read_text
 from gmmscape.streaming import load_particles
-
-
-def readout(features: np.ndarray, truth: np.ndarray, components: int = 200) -> float:
-    x = PCA(min(components, *features.shape), random_state=0).fit_transform(features)
-    ridge = RidgeCV(alphas=np.logspace(-3, 4, 15))
-    return float(abs(spearmanr(cross_val_predict(ridge, x, truth, cv=5), truth)[0]))
 
 
 def main() -> None:

@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.linear_model import RidgeCV
 from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import cross_val_predict
 
 from .oracle import oracle
 from .simulate import simulate
@@ -83,6 +86,15 @@ def score(landscape: str | Path, sim_dir: str | Path) -> dict[str, float | str]:
             "kmeans2_ari": kmeans2_ari(z, comp),
         }
     return result
+
+
+def readout(features: np.ndarray, truth: np.ndarray, components: int = 200) -> float:
+    """|rho| of a 5-fold cross-validated ridge read-out of the truth from the features'
+    leading principal components: how much of the motion the encoder's input holds (a
+    linear encoder reaches about this; a band that discards the motion's signal cannot)."""
+    x = PCA(min(components, *features.shape), random_state=0).fit_transform(features)
+    ridge = RidgeCV(alphas=np.logspace(-3, 4, 15))
+    return float(abs(spearmanr(cross_val_predict(ridge, x, truth, cv=5), truth)[0]))
 
 
 def kmeans2_ari(z: np.ndarray, composition: np.ndarray) -> float:

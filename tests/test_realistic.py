@@ -1,12 +1,16 @@
 """The realistic benchmark at CI size: on protein-like particles (2 A/pixel, SNR 0.05)
-the defaults derived from the data recover the hinge motion.
+the defaults derived from the data recover the hinge motion, and the demo-era band
+cannot.
 
 The neutral model is the mean of the true atomic models; features and training use the
 derived band (gmmscape.choices) with rings weighted by the particles' SNR and
-projections by their |CTF| (the default, gmmscape.weighting). The floor sits above what
-the alternatives reach on the same particles and epochs (bench/screen_training.py,
-docs/validation.md): the paper's flat FRC in the same band 0.671, the 32 A band the
-defaults had when they were tuned on the 4 A/pixel demo 0.466; the default 0.805.
+projections by their |CTF| (the default, gmmscape.weighting). The demo-era defaults
+(the paper's flat FRC in the 32 A band they had when tuned on the 4 A/pixel demo) are
+judged by what their features hold: a cross-validated ridge read-out of the true motion
+(benchmark.readout), which bounds a linear encoder and, for the default, is close to
+what the trained latent reaches. Trained end to end they reach 0.466 on these
+particles, the flat FRC in the derived band 0.671 (bench/screen_training.py,
+docs/validation.md).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from gmmscape.streaming import load_particles
 from gmmscape.train import TrainSettings, train
 
 EPOCHS = 12
+DEMO_ERA_BAND = 32.0
+FLOOR = 0.7  # the trained default's best axis |rho|
 
 
 @pytest.mark.slow
-def test_derived_band_recovers_the_hinge_motion(tmp_path):
+def test_derived_band_recovers_the_hinge_motion_and_the_demo_band_cannot(tmp_path):
     sim = benchmark.dataset("protein_hinge", tmp_path, "ci", with_oracle=False)
     chosen = choices.choose(sim / "particles.star", sim / "consensus.mrc", tmp_path / "c.yaml", {})
     band = chosen["train.res_hi"].value
@@ -37,16 +43,27 @@ def test_derived_band_recovers_the_hinge_motion(tmp_path):
     )
     models = np.stack([np.load(p) for p in sorted((sim / "truth_gmm").glob("state_*.npy"))])
     neutral, snr = models.mean(axis=0), choices.load_snr(tmp_path / "c.yaml")
-    features = tmp_path / "features.npy"
-    compute_features(
-        neutral, particles, features, res_lo=None, res_hi=band, frc_weights="snr", snr=snr
-    )
+    truth = pd.read_csv(sim / "ground_truth.csv").set_index("index")
+    coordinate = truth.loc[particles.index, "coordinate"].to_numpy()
+
+    def readout(path, res_hi, weights):
+        compute_features(
+            neutral, particles, path, res_lo=None, res_hi=res_hi, frc_weights=weights, snr=snr
+        )
+        return benchmark.readout(np.load(path), coordinate)
+
+    derived = readout(tmp_path / "features.npy", band, "snr")
+    demo_era = readout(tmp_path / "demo_era.npy", DEMO_ERA_BAND, "flat")
     settings = TrainSettings(epochs=EPOCHS, lr=1e-3, noise=0.15, res_hi=band, frc_weights="snr")
-    train(neutral, particles, features, tmp_path / "train", settings, snr=snr)
+    train(neutral, particles, tmp_path / "features.npy", tmp_path / "train", settings, snr=snr)
     latent = pd.read_csv(tmp_path / "train" / "latent.csv")
     z = latent[[c for c in latent.columns if c.startswith("z")]].to_numpy()
     latent[["pc0", "pc1"]] = PCA(2).fit_transform(z)
-    truth = pd.read_csv(sim / "ground_truth.csv").set_index("index").loc[latent["index"]]
-    rho = benchmark.best_axis(latent, truth["coordinate"].to_numpy())[1]
-    print(f"hinge motion |rho|: derived band {band} A, SNR weights {rho:.3f}")
-    assert rho >= 0.7  # measured 0.792 (0.805 in docs/validation.md)
+    rho = benchmark.best_axis(latent, truth.loc[latent["index"], "coordinate"].to_numpy())[1]
+    print(
+        f"hinge motion: trained |rho| {rho:.3f} (band {band} A, SNR weights); feature "
+        f"read-out {derived:.3f}, demo-era {DEMO_ERA_BAND} A flat read-out {demo_era:.3f}"
+    )
+    assert rho >= FLOOR  # measured 0.792 (0.805 in docs/validation.md)
+    assert demo_era < FLOOR  # measured 0.621: even a perfect linear encoder stays below
+    assert derived > demo_era + 0.1  # measured 0.804

@@ -184,13 +184,15 @@ def half_classes(half: str, extra_scale: float, imported: pd.DataFrame, source, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra_scale", [1.0, 6.0], ids=["paper_blob", "heavy_blob"])
-def test_even_and_odd_halves_find_the_same_classes(tmp_path, extra_scale):
+def test_even_and_odd_halves_find_the_same_classes(tmp_path):
     """Same number of classes, populations within 10 points, matched class maps as close
-    as their own half maps predict. With the heavy blob, the class that has it also
-    reaches FSC 0.5 between its even and odd maps where the consensus half maps reach
-    0.5; the class without it cannot (its maps hold less signal from half the
-    particles: docs/validation.md), nor can either class with the paper's small blob."""
+    as their own half maps predict, and the class that has the (heavy) blob reaches FSC
+    0.5 between its even and odd maps where the consensus half maps reach 0.5; the class
+    without it cannot (its maps hold less signal from half the particles:
+    docs/validation.md). The paper's small blob passed the same checks at this size
+    (its halves' runs cost 90 s of the suite's time limit); the demo runs the same verdict
+    on its paper-like phantom."""
+    extra_scale = 6.0  # the blob's mass x6: compositions differ more than the noise
     root = train_data.dataset("composition", landscape_data.PER_STATE, extra_scale=extra_scale)
     imported = load_table(root / "import" / "particles.csv")
     source = cropped_source(
@@ -210,9 +212,8 @@ def test_even_and_odd_halves_find_the_same_classes(tmp_path, extra_scale):
     matched = result.table
     assert ((matched["percent_even"] - matched["percent_odd"]).abs() <= 10).all()
     assert result.reproducible
-    if extra_scale > 1.0:
-        blob = even[0].set_index("cluster").loc[matched["class_even"], "composition"].to_numpy()
-        assert (matched.loc[blob == 1, "fsc_at_consensus"] >= 0.5).all() and blob.sum() == 1
+    blob = even[0].set_index("cluster").loc[matched["class_even"], "composition"].to_numpy()
+    assert (matched.loc[blob == 1, "fsc_at_consensus"] >= 0.5).all() and blob.sum() == 1
 
 
 def test_where_prints_each_modes_verdict(tmp_path, capsys):
