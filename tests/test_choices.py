@@ -59,6 +59,7 @@ def samplings(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_fine_and_coarse_sampling_get_their_own_box_and_band(samplings, tmp_path):
     chosen = {}
     for apix, folder in samplings.items():

@@ -120,6 +120,7 @@ def fit_known(seed, log=None):
     return gmm, vol
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 4])
 def test_two_levels_reach_fsc_095_below_the_target_resolution(seed):
     """The neutral GMM's acceptance criterion at a tiny size: box 32, 16 -> 32 Gaussians, 16 A."""
@@ -149,6 +150,7 @@ def test_mask_shape_mismatch_is_a_clear_error():
         build_level(vol, APIX, None, 16, 24.0, np.ones((16,) * 3), 1)
 
 
+@pytest.mark.slow
 def test_fits_the_simulated_consensus_map(tmp_path):
     """The demo system's consensus map at box 32: FSC >= 0.95 below 20 A, mask applied."""
     simulate = pytest.importorskip("gmmscape.simulate")

@@ -79,6 +79,7 @@ def test_threshold_none_keeps_only_constant_and_non_finite(junk_set):
     assert len(junk_rows(table)) == int((table["reason"] != "").sum())
 
 
+@pytest.mark.slow
 def test_junk_is_left_out_of_the_feature_statistics(junk_set):
     tmp, particles, neutral, _, table = junk_set
     rows = junk_rows(table)

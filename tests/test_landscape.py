@@ -88,6 +88,7 @@ def test_pca_is_invertible_and_deterministic():
     assert np.all(np.diff(pca.explained_variance_) <= 0)
 
 
+@pytest.mark.slow
 def test_landscape_table_with_umap_is_seeded_and_keeps_the_latent(tmp_path):
     z, truth = blobs((120, 80), dim=4)
     latent = latent_frame(z)
@@ -287,6 +288,7 @@ def test_auto_classes_see_one_continuous_motion():
     assert model.n_clusters_ == 1, model.reason_
 
 
+@pytest.mark.slow
 def test_umap_above_fit_max_places_the_rest_by_its_transform(caplog):
     """A seeded subsample is fitted and the other points transformed: the classes stay
     apart (2-means of the view finds them), the result repeats, the log says so."""

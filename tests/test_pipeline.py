@@ -119,6 +119,7 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
     assert all(job["gpu"] == "1" for job in jobs if "gpu" in job)
 
 
+@pytest.mark.slow
 def test_dry_run_of_300k_particles_requests_resources_from_the_formulas(tmp_path):
     """Requests follow the data: a demo of 300,000 particles at box 128 (nothing to read
     but the config) asks for the run times and memory of gmmscape.resources, and its

@@ -53,6 +53,7 @@ def realistic(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_reconstructed_half_maps_agree_with_the_truth_at_low_resolution(realistic):
     half1, apix = read_map(realistic / "half1.mrc")
     half2, _ = read_map(realistic / "half2.mrc")
@@ -89,6 +90,7 @@ def test_best_models_matches_a_brute_force_choice():
     assert (best_models(models, noisy, rot, shift, ctf, 2.0) == brute).all()
 
 
+@pytest.mark.slow
 def test_oracle_recovers_motion_and_composition(realistic):
     table = oracle(realistic, limit=96)
     assert len(table) == 96 and table["index"].is_unique
