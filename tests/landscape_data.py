@@ -17,10 +17,10 @@ import train_data
 
 from gmmscape.features import compute_features
 from gmmscape.streaming import load_particles
+from gmmscape.table import SUBSETS, half_rows
 from gmmscape.train import TrainSettings, train
 
 PER_STATE = 50
-SUBSETS = {"even": 1, "odd": 2}
 
 
 @train_data.cache_by_value
@@ -34,8 +34,7 @@ def trained_run(
     run.mkdir(parents=True)
     table = root / "import" / "particles.csv"
     if half in SUBSETS:
-        frame = pd.read_csv(table)
-        frame[frame["subset"] == SUBSETS[half]].to_csv(run / "particles.csv", index=False)
+        half_rows(pd.read_csv(table), half).to_csv(run / "particles.csv", index=False)
         table = run / "particles.csv"
     particles = load_particles(table, root / "import" / "stack.mrcs")
     neutral = train_data.average_model(root)
