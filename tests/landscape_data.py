@@ -21,6 +21,7 @@ from gmmscape.table import SUBSETS, half_rows
 from gmmscape.train import TrainSettings, train
 
 PER_STATE = 50
+HEAVY = 6.0  # extra density x6 (~40% of the mass): compositions differ more than the noise
 
 
 @train_data.cache_by_value

@@ -53,9 +53,12 @@ VIEWPORT = {"width": 1280, "height": 860}
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The trained run, its landscape table (pc, stand-in umap, classes) and its page."""
-    train_dir = landscape_data.trained_run("composition", "even", "all", 2)
-    root = train_data.dataset("composition", landscape_data.PER_STATE)
+    """The trained run (the reproducibility test's even half, trained once for both), its
+    landscape table (pc, stand-in umap, classes) and its page."""
+    train_dir = landscape_data.trained_run("composition", "even", "all", 2, landscape_data.HEAVY)
+    root = train_data.dataset(
+        "composition", landscape_data.PER_STATE, extra_scale=landscape_data.HEAVY
+    )
     folder = tmp_path_factory.mktemp("explorer")
     landscape = pd.read_csv(train_dir / "latent.csv")
     z = landscape[["z0", "z1"]].to_numpy(np.float64)

@@ -173,7 +173,7 @@ def test_landscape_without_umap_clusters_the_latent():
 # --- end to end on a trained run (the landscape's checks, CI-sized) -------------------
 
 
-HEAVY = 6.0  # extra density x6 (~40% of the mass): compositions differ more than the noise
+HEAVY = landscape_data.HEAVY
 
 
 @pytest.fixture(scope="module", params=[1.0, HEAVY], ids=["paper_blob", "heavy_blob"])

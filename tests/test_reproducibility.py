@@ -192,7 +192,7 @@ def test_even_and_odd_halves_find_the_same_classes(tmp_path):
     docs/validation.md). The paper's small blob passed the same checks at this size
     (its halves' runs cost 90 s of the suite's time limit); the demo runs the same verdict
     on its paper-like phantom."""
-    extra_scale = 6.0  # the blob's mass x6: compositions differ more than the noise
+    extra_scale = landscape_data.HEAVY  # compositions differ more than the noise
     root = train_data.dataset("composition", landscape_data.PER_STATE, extra_scale=extra_scale)
     imported = load_table(root / "import" / "particles.csv")
     source = cropped_source(

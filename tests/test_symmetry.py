@@ -300,7 +300,9 @@ def test_explorer_links_the_copies_of_the_particle_under_the_pointer(tmp_path):
 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
-    train_dir = landscape_data.trained_run("composition", "even", "all", 2)  # the explorer's run
+    train_dir = landscape_data.trained_run(
+        "composition", "even", "all", 2, landscape_data.HEAVY
+    )  # the explorer's run
     first = pd.read_csv(train_dir / "latent.csv").head(200)
     second = first.assign(z0=-first["z0"] - 0.5)  # copy 1 far from copy 0
     landscape = pd.concat([first.assign(copy=0), second.assign(copy=1)], ignore_index=True)
