@@ -55,7 +55,8 @@ def main() -> None:
             tape.watch(z)
             gmm = decoder.space.to_gmm(decoder.model(z, training=False))
             per = frc_loss(gmm, rot, shift, i_re, i_im, grid, ctf)
-        return per, tape.gradient(tf.reduce_sum(per), z)
+            total = tf.reduce_sum(per)  # particles are independent: their own gradients
+        return per, tape.gradient(total, z)
 
     def batches() -> Iterator[tuple[slice, list[tf.Tensor]]]:
         for start in range(0, len(rows), BATCH):
