@@ -26,6 +26,7 @@ from sklearn.cluster import KMeans
 
 from gmmscape.decode import load_decoder
 from gmmscape.projection import FourierGrid, frc_loss, images_ft
+from gmmscape.refine import descend_best
 from gmmscape.weighting import ctf_amplitude, frc_setup
 
 BATCH = 64
@@ -49,12 +50,17 @@ def main() -> None:
     grid = FourierGrid(data.particles.box, data.particles.apix, None, band)
     grid, _ = frc_setup(data.particles, grid, "snr", data.snr)
 
+    def loss(z, rot, shift, i_re, i_im, ctf):
+        gmm = decoder.space.to_gmm(decoder.model(z, training=False))
+        return frc_loss(gmm, rot, shift, i_re, i_im, grid, ctf)
+
+    candidate_loss = tf.function(loss, reduce_retracing=True)  # no gradient needed
+
     @tf.function(reduce_retracing=True)
-    def loss_and_gradient(z, rot, shift, i_re, i_im, ctf):
+    def loss_and_gradient(z, *tensors):
         with tf.GradientTape() as tape:
             tape.watch(z)
-            gmm = decoder.space.to_gmm(decoder.model(z, training=False))
-            per = frc_loss(gmm, rot, shift, i_re, i_im, grid, ctf)
+            per = loss(z, *tensors)
             total = tf.reduce_sum(per)  # particles are independent: their own gradients
         return per, tape.gradient(total, z)
 
@@ -76,7 +82,7 @@ def main() -> None:
             m = len(rows[part])
             for c in range(k):
                 point = tf.constant(np.repeat(centres[c : c + 1], m, axis=0))
-                losses[part, c] = loss_and_gradient(point, *tensors)[0].numpy()
+                losses[part, c] = candidate_loss(point, *tensors).numpy()
         best = best_axis_rho(data, index, centres[losses.argmin(axis=1)])
         print(f"{k} candidates, best: rho {best:.3f} ({time.time() - start:.0f} s)", flush=True)
         spread = float(np.median(losses.std(axis=1)))
@@ -89,25 +95,14 @@ def main() -> None:
         start = time.time()
         refined = z0.copy()
         for part, tensors in batches():
-            refined[part] = descend(loss_and_gradient, tensors, z0[part], steps, size)
+
+            def evaluate(z: np.ndarray, tensors=tensors) -> tuple[np.ndarray, np.ndarray]:
+                per, grad = loss_and_gradient(tf.constant(z), *tensors)
+                return per.numpy(), grad.numpy()
+
+            refined[part] = descend_best(evaluate, z0[part], size, steps)[0]
         rho = best_axis_rho(data, index, refined)
         print(f"gradient, {steps} steps of {size}: rho {rho:.3f} ({time.time() - start:.0f} s)")
-
-
-def descend(function, tensors: list, z: np.ndarray, steps: int, size: float) -> np.ndarray:
-    """Adam on each particle's latent vector, step size decaying to 0; the best visited."""
-    m, v = np.zeros_like(z), np.zeros_like(z)
-    best, lowest = z.copy(), np.full(len(z), np.inf)
-    for k in range(steps + 1):
-        per, grad = (t.numpy() for t in function(tf.constant(z), *tensors))
-        better = per < lowest
-        lowest[better], best[better] = per[better], z[better]
-        if k == steps:
-            break
-        m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
-        m_hat, v_hat = m / (1 - 0.9 ** (k + 1)), v / (1 - 0.999 ** (k + 1))
-        z = z - size * (1 - k / steps) * m_hat / (np.sqrt(v_hat) + 1e-12)
-    return best
 
 
 if __name__ == "__main__":

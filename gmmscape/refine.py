@@ -90,26 +90,44 @@ def _loss_and_gradient(grid: FourierGrid) -> Callable:
     return step
 
 
-def _descend(
-    step: Callable, args: list, images: list, start: np.ndarray, settings: RefineSettings
+def descend_best(
+    evaluate: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    start: np.ndarray,
+    size: np.ndarray | float,
+    steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Adam from pose parameters ``start`` (B, 5): the best parameters visited (the start
-    included) and their losses."""
-    size = np.array([settings.step_deg] * 3 + [settings.step_px] * 2, np.float32)
-    p = start.astype(np.float32)
-    m, v = np.zeros_like(p), np.zeros_like(p)
+    """Adam on independent rows of parameters from ``start`` (B, k), step ``size`` (per
+    column or one) decaying linearly to 0; ``evaluate(p)`` gives each row's loss (B,) and
+    gradient (B, k). Returns the best parameters each row visited (the start included)
+    and their losses: elementwise steps, so rows never interact."""
+    p: np.ndarray = start.astype(np.float32)
+    m: np.ndarray = np.zeros_like(p)
+    v: np.ndarray = np.zeros_like(p)
     best_p, best = p.copy(), np.full(len(p), np.inf)
-    for k in range(settings.steps + 1):
-        per, grad = (t.numpy() for t in step(*args, tf.constant(p), *images))
+    for k in range(steps + 1):
+        per, grad = evaluate(p)
         better = per < best
         best[better], best_p[better] = per[better], p[better]
-        if k == settings.steps:
+        if k == steps:
             break
         m = 0.9 * m + 0.1 * grad  # Adam, bias-corrected, step size decaying to 0
         v = 0.999 * v + 0.001 * grad**2
         m_hat, v_hat = m / (1 - 0.9 ** (k + 1)), v / (1 - 0.999 ** (k + 1))
-        p = p - size * (1 - k / settings.steps) * m_hat / (np.sqrt(v_hat) + 1e-12)
+        p = p - size * (1 - k / steps) * m_hat / (np.sqrt(v_hat) + 1e-12)
     return best_p, best
+
+
+def _descend(
+    step: Callable, args: list, images: list, start: np.ndarray, settings: RefineSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """descend_best on the pose parameters (B, 5) of a batch."""
+    size = np.array([settings.step_deg] * 3 + [settings.step_px] * 2, np.float32)
+
+    def evaluate(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        per, grad = step(*args, tf.constant(p), *images)
+        return per.numpy(), grad.numpy()
+
+    return descend_best(evaluate, start, size, settings.steps)
 
 
 def refine_batch(
