@@ -16,7 +16,7 @@ from particle_data import (
 )
 
 from gmmscape.errors import InputError
-from gmmscape.geometry import angle_between
+from gmmscape.geometry import angle_between, matrix_to_relion
 from gmmscape.importer import build_table, even_odd
 from gmmscape.io import read_star, write_star
 
@@ -189,3 +189,147 @@ def test_flip_flags_in_the_optics_or_the_particle_table(tmp_path, particles, ver
         starfile.write(data, path)
     states = read_star(path).ctf_state
     assert list(states) == ["raw", "flipped", "premultiplied"] * 4
+
+
+def relion_text(p, star_dir, version="30001", general="", optics_extra=None, extra=None) -> str:
+    """The particles as RELION itself writes a Refine3D run_data.star: '# version' lines,
+    'loop_ ' and '_rlnName #n ' with trailing blanks, right-aligned fixed-width numbers,
+    a blank-but-one-space line closing each loop, and CtfRefine/Polish/helical extras."""
+    angles = matrix_to_relion(p.R)
+    optics = {
+        "rlnOpticsGroupName": ["opticsGroup1"],
+        "rlnOpticsGroup": [1],
+        "rlnMicrographOriginalPixelSize": [0.885],
+        "rlnVoltage": [p.ctf["voltage"][0]],
+        "rlnSphericalAberration": [p.ctf["cs"][0]],
+        "rlnAmplitudeContrast": [p.ctf["amp_contrast"][0]],
+        "rlnImagePixelSize": [p.apix[0]],
+        "rlnImageSize": [p.images[0].shape[0]],
+        "rlnImageDimensionality": [2],
+        "rlnCtfDataArePhaseFlipped": [0],
+        "rlnCtfDataAreCtfPremultiplied": [0],
+    } | (optics_extra or {})
+    where = zip(p.stack_index, p.stacks, strict=True)
+    names = [f"{k + 1:06d}@{s.relative_to(star_dir)}" for k, s in where]
+    rows = {
+        "rlnCoordinateX": np.full(p.n, 1442.0),
+        "rlnCoordinateY": np.full(p.n, 1822.0),
+        "rlnClassNumber": np.ones(p.n, int),
+        "rlnAnglePsi": angles[:, 2],
+        "rlnImageName": names,
+        "rlnMicrographName": ["MotionCorr/job002/Movies/x.mrc"] * p.n,
+        "rlnOpticsGroup": np.ones(p.n, int),
+        "rlnDefocusU": p.ctf["defocus_u"],
+        "rlnDefocusV": p.ctf["defocus_v"],
+        "rlnDefocusAngle": p.ctf["defocus_angle"],
+        "rlnCtfBfactor": np.zeros(p.n),
+        "rlnCtfScalefactor": np.ones(p.n),
+        "rlnPhaseShift": np.zeros(p.n),
+        "rlnAngleRot": angles[:, 0],
+        "rlnAngleTilt": angles[:, 1],
+        "rlnOriginXAngst": -p.shifts[:, 0] * p.apix,
+        "rlnOriginYAngst": -p.shifts[:, 1] * p.apix,
+        "rlnNormCorrection": np.ones(p.n),
+        "rlnLogLikeliContribution": np.full(p.n, 4.345006e05),
+        "rlnRandomSubset": np.arange(p.n) % 2 + 1,
+    } | (extra or {})
+
+    def value(v) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (int, np.integer)):
+            return f"{v:12d}"
+        return f"{v:12.6f}"
+
+    def block(name: str, table: dict) -> str:
+        head = [f"\n# version {version}\n\ndata_{name}\n\nloop_ "]
+        head += [f"_{c} #{i + 1} " for i, c in enumerate(table)]
+        n = len(next(iter(table.values())))
+        lines = [" ".join(value(v[i]) for v in table.values()) + " " for i in range(n)]
+        return "\n".join(head + lines) + "\n \n"
+
+    return general + block("optics", optics) + block("particles", rows)
+
+
+def test_relion_written_files_of_3_1_to_5_with_their_extra_columns(tmp_path, particles):
+    """The layout RELION 3.1, 4 and 5 write (comment lines, trailing blanks), a data_general
+    block, CtfRefine optics columns ([..] Zernike lists, MagMat), helical and Polish
+    columns, and a symmetry-expanded copy of every particle: poses, shifts in pixels,
+    CTF and images as written."""
+    extra = {
+        "rlnHelicalTubeID": np.ones(12, int),
+        "rlnAngleTiltPrior": np.full(12, 90.0),
+        "rlnImageOriginalName": ["000001@Extract/job007/Movies/x.mrcs"] * 12,
+    }
+    optics = {
+        "rlnBeamTiltX": [0.1],
+        "rlnOddZernike": ["[0.470415,0.416253,34.386147,0,0,10.785281]"],
+        "rlnEvenZernike": ["[46.106517,61.308936,71.654850,-58.850637,-20.448174]"],
+        "rlnMagMat00": [1.007178],
+        "rlnMagMat01": [0.00768],
+    }
+    general = "\n# version 50001\n\ndata_general\n\n_rlnNrOfBodies 1 \n\n"
+    for version in ("30001", "40000", "50001"):
+        text = relion_text(particles, tmp_path, version, general, optics, extra)
+        path = tmp_path / f"run_data_{version}.star"
+        path.write_text(text)
+        records = read_star(path)
+        assert records.format == "relion31" and records.notes == []
+        assert_matches_truth(records, particles, atol=1e-5)
+        np.testing.assert_array_equal(records.subset, np.arange(12) % 2 + 1)
+    # relion_particle_symmetry_expand: each image twice, the copy turned by 180 deg about z
+    turn = np.diag([-1.0, -1.0, 1.0])
+    both = make_particles(n=24)
+    both.R = np.concatenate([particles.R, turn @ particles.R])
+    both.shifts = np.concatenate([particles.shifts, particles.shifts])
+    both.ctf = {k: np.concatenate([v, v]) for k, v in particles.ctf.items()}
+    both.stacks, both.stack_index = particles.stacks * 2, np.tile(particles.stack_index, 2)
+    (tmp_path / "expanded.star").write_text(relion_text(both, tmp_path))
+    expanded = read_star(tmp_path / "expanded.star")
+    assert_matches_truth(expanded, both)
+    assert angle_between(expanded.rotations[12:], expanded.rotations[:12]).min() > 179
+
+
+def test_image_paths_of_a_relion_job_output_from_any_cwd(tmp_path, particles, monkeypatch):
+    """Refine3D/job020/run_data.star names Extract/job007/... from the project folder two
+    levels up; it is found whatever the current folder."""
+    job = tmp_path / "Refine3D" / "job020"
+    job.mkdir(parents=True)
+    (job / "run_data.star").write_text(relion_text(particles, tmp_path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert_matches_truth(read_star(job / "run_data.star"), particles)
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("particles", r"tomography particle file \(_rlnTomoName\)"),
+        ("general", r"tomography particle file \(_rlnTomoSubTomosAre2DStacks in data_general\)"),
+        ("optics", r"row 0 \(0-based\): _rlnImageDimensionality is 3; expected 2"),
+    ],
+)
+def test_relion_tomography_particles_are_refused_in_one_line(tmp_path, particles, where, expected):
+    """RELION 4/5 sub-tomograms (3D images, or one 2D stack of tilts per particle) would be
+    read as image 1 of a stack: refused, naming the file and the column."""
+    extra = {"rlnTomoName": ["TS_01"] * 12} if where == "particles" else None
+    optics = {"rlnImageDimensionality": [3]} if where == "optics" else None
+    general = "\ndata_general\n\n_rlnTomoSubTomosAre2DStacks 1\n\n" if where == "general" else ""
+    path = tmp_path / "particles.star"
+    path.write_text(relion_text(particles, tmp_path, "50001", general, optics, extra))
+    with pytest.raises(InputError, match=rf"particles\.star.*{expected}") as err:
+        read_star(path)
+    assert "\n" not in str(err.value)
+
+
+def test_particles_without_3d_poses_are_refused_in_one_line(tmp_path, particles):
+    """Extract and Class2D outputs carry no _rlnAngleRot/_rlnAngleTilt (Class2D: psi only)."""
+    path = tmp_path / "run_it025_data.star"
+    path.write_text(relion_text(particles, tmp_path))
+    data = starfile.read(path)
+    data["particles"] = data["particles"].drop(columns=["rlnAngleRot", "rlnAngleTilt"])
+    starfile.write(data, path)
+    with pytest.raises(InputError, match=r"run_it025_data\.star: no 3D poses \(missing column "
+                       r"_rlnAngleRot, _rlnAngleTilt\)"):  # fmt: skip
+        read_star(path)

@@ -33,13 +33,17 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def resolve_path(name: str, base_dir: Path, what: str) -> Path:
-    """Find a file named in a metadata file: absolute, beside the metadata file, or from cwd.
+def resolve_path(name: str, base_dir: Path, what: str, project_levels: int = 0) -> Path:
+    """Find a file named in a metadata file: absolute, beside the metadata file, from cwd,
+    or from up to `project_levels` folders above the metadata file.
 
     RELION writes image paths relative to its project folder (the cwd of the run), other
-    tools relative to the STAR/.lst file, so both are tried in that order.
+    tools relative to the STAR/.lst file, so both are tried in that order; a RELION job's
+    output (Refine3D/job020/run_data.star) lies two folders below the project folder, so
+    it is found without running from there.
     """
     relative = [(base_dir / name).resolve(), (Path.cwd() / name).resolve()]
+    relative += [(folder / name).resolve() for folder in base_dir.parents[:project_levels]]
     candidates = [Path(name)] if Path(name).is_absolute() else list(dict.fromkeys(relative))
     for candidate in candidates:
         if candidate.is_file():

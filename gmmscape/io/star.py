@@ -37,6 +37,8 @@ _CTF_COLUMNS = {
 }
 # CTF_STATES index -> the flag column saying the images are in that state
 _STATE_FLAGS = {1: "rlnCtfDataArePhaseFlipped", 2: "rlnCtfDataAreCtfPremultiplied"}
+_TOMO_COLUMNS = ("rlnTomoName", "rlnTomoParticleName", "rlnTomoParticleId")
+_JOB_DEPTH = 2  # a RELION job writes <project>/<JobType>/jobNNN/run_data.star
 
 
 class _Table:
@@ -106,7 +108,22 @@ def _read_tables(path: Path) -> _Table:
         )
     if particles.empty:
         raise InputError(f"{path}: the particle table has no rows")
+    _refuse_tomography(path, blocks, particles)
     return _Table(path, particles, optics)
+
+
+def _refuse_tomography(path: Path, blocks: dict, particles: pd.DataFrame) -> None:
+    """RELION 4/5 tomography particles name one sub-tomogram (or one stack of its tilt
+    images) per particle, which would be read as image 1 of a stack: refused up front."""
+    marks = [f"_{c}" for c in _TOMO_COLUMNS if c in particles]
+    general = blocks.get("general")
+    keys = general if isinstance(general, dict | pd.DataFrame) else ()
+    marks += [f"_{k} in data_general" for k in keys if str(k).startswith("rlnTomo")]
+    if marks:
+        raise InputError(
+            f"{path}: a RELION tomography particle file ({marks[0]}); expected "
+            "single-particle images (the particles of a single-particle 3D refinement)"
+        )
 
 
 def _pixel_size(table: _Table, apix: float | None, notes: list[str]) -> np.ndarray:
@@ -126,6 +143,31 @@ def _pixel_size(table: _Table, apix: float | None, notes: list[str]) -> np.ndarr
         return stated
     notes += override_notes(apix, stated)
     return np.full(len(table.particles), float(apix))
+
+
+def _check_2d(table: _Table) -> None:
+    """3D images (sub-tomograms) would be read as their first z slice: refused."""
+    if not table.has("rlnImageDimensionality"):
+        return
+    dims = table.numbers("rlnImageDimensionality")
+    if (dims != 2).any():
+        i = int(np.flatnonzero(dims != 2)[0])
+        raise InputError(
+            f"{table.path} row {i} (0-based): _rlnImageDimensionality is {dims[i]:g}; "
+            "expected 2 (single-particle images, not sub-tomograms)"
+        )
+
+
+def _rotations(table: _Table) -> np.ndarray:
+    """Rotation matrices from _rlnAngleRot/Tilt/Psi; a file without 3D poses (Extract,
+    Class2D: psi only) is refused in one line."""
+    missing = [f"_rlnAngle{a}" for a in ("Rot", "Tilt", "Psi") if not table.has(f"rlnAngle{a}")]
+    if missing:
+        raise InputError(
+            f"{table.path}: no 3D poses (missing column {', '.join(missing)}); expected the "
+            "particles of a 3D refinement or classification (e.g. Refine3D/jobNNN/run_data.star)"
+        )
+    return relion_to_matrix(*(table.numbers(f"rlnAngle{a}") for a in ("Rot", "Tilt", "Psi")))
 
 
 def _origins_px(table: _Table, apix: np.ndarray) -> np.ndarray:
@@ -153,7 +195,7 @@ def _image_names(table: _Table) -> tuple[list[str], np.ndarray]:
             )
         if file not in resolved:
             what = f"{table.path} row {row} (0-based)"
-            resolved[file] = str(resolve_path(file, table.path.parent, what))
+            resolved[file] = str(resolve_path(file, table.path.parent, what, _JOB_DEPTH))
         sources.append(resolved[file])
         indices[row] = int(number) - 1
     return sources, indices
@@ -211,15 +253,15 @@ def read_star(path: str | os.PathLike, *, apix: float | None = None) -> Particle
     """
     path = Path(path).resolve()
     table = _read_tables(path)
+    _check_2d(table)
+    rotations = _rotations(table)
     notes: list[str] = []
     pixel = _pixel_size(table, apix, notes)
     sources, indices = _image_names(table)
     return ParticleRecords(
         format="relion30" if table.optics is None else "relion31",
         source_file=path,
-        rotations=relion_to_matrix(
-            *(table.numbers(f"rlnAngle{a}") for a in ("Rot", "Tilt", "Psi"))
-        ),
+        rotations=rotations,
         shifts=relion_origin_to_shift(*_origins_px(table, pixel).T),
         ctf=_ctf(table, notes),
         source=sources,
