@@ -249,8 +249,89 @@ def test_higher_order_ctf_terms_are_reported_as_not_modelled(tmp_path, particles
     data = Dataset.load(str(path))
     data.add_fields([("ctf/tilt_A", "f4", (2,)), ("ctf/anisomag", "f4", (4,))])
     data["ctf/tilt_A"] = 0.5
-    data["ctf/anisomag"] = [1.0, 0.0, 0.0, 1.0]
+    data["ctf/anisomag"] = 0.0  # what cryoSPARC writes when anisomag was not refined
     data.save(str(path))
     with caplog.at_level("WARNING"):
         read_cs(path)
     assert "ctf/tilt_A not modelled" in caplog.text and "anisomag" not in caplog.text
+
+
+# The fields and dtypes of a cryoSPARC v2-v4 refinement's particles as NumPy saves them:
+# fixed-width byte strings, u8 uids, u4 indices, f4 values, (2,)/(4,) CTF aberration terms.
+CS_MAIN = [
+    ("uid", "<u8"), ("blob/path", "S64"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),
+    ("blob/psize_A", "<f4"), ("blob/sign", "<f4"), ("blob/import_sig", "<u8"),
+    ("alignments3D/split", "<u4"), ("alignments3D/shift", "<f4", (2,)),
+    ("alignments3D/pose", "<f4", (3,)), ("alignments3D/psize_A", "<f4"),
+    ("alignments3D/error", "<f4"), ("alignments3D/cross_cor", "<f4"),
+    ("alignments3D/class_posterior", "<f4"), ("alignments3D/class", "<u4"),
+]  # fmt: skip
+CS_PASSTHROUGH = [
+    ("uid", "<u8"), ("ctf/type", "S9"), ("ctf/exp_group_id", "<u4"), ("ctf/accel_kv", "<f4"),
+    ("ctf/cs_mm", "<f4"), ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"),
+    ("ctf/df2_A", "<f4"), ("ctf/df_angle_rad", "<f4"), ("ctf/phase_shift_rad", "<f4"),
+    ("ctf/scale", "<f4"), ("ctf/scale_const", "<f4"), ("ctf/shift_A", "<f4", (2,)),
+    ("ctf/tilt_A", "<f4", (2,)), ("ctf/trefoil_A", "<f4", (2,)), ("ctf/tetra_A", "<f4", (4,)),
+    ("ctf/anisomag", "<f4", (4,)), ("ctf/bfactor", "<f4"),
+]  # fmt: skip
+
+
+def write_cs_numpy(p, project, main_name, passthrough_name, folder):
+    """The particles as np.save'd structured arrays, the way cryoSPARC writes .cs files:
+    stacks J12/extract/*_particles.mrc, blob/path b'>J12/...' (imported marker), uids
+    above 2**63, the passthrough rows in another order, aberration terms all zero."""
+    write_stacks(p, project / "J12" / "extract", n_stacks=2, suffix=".mrc")
+    main = np.zeros(p.n, CS_MAIN)
+    main["uid"] = np.uint64(2**63) + np.arange(p.n, dtype=np.uint64) * np.uint64(7919)
+    main["blob/path"] = [f">{s.relative_to(project)}".encode() for s in p.stacks]
+    main["blob/idx"], main["blob/shape"] = p.stack_index, p.images[0].shape
+    main["blob/psize_A"], main["blob/sign"] = p.apix, -1.0
+    main["alignments3D/split"] = np.arange(p.n) % 2
+    main["alignments3D/shift"] = -p.shifts
+    main["alignments3D/pose"] = cs_pose(p.R)
+    main["alignments3D/psize_A"] = p.apix
+    extra = np.zeros(p.n, CS_PASSTHROUGH)
+    order = np.arange(p.n)[::-1]
+    extra["uid"], extra["ctf/type"] = main["uid"][order], b"imported"
+    extra["ctf/exp_group_id"] = 2
+    for field, name in (("accel_kv", "voltage"), ("cs_mm", "cs"), ("amp_contrast", "amp_contrast"),
+                        ("df1_A", "defocus_u"), ("df2_A", "defocus_v")):  # fmt: skip
+        extra[f"ctf/{field}"] = p.ctf[name][order]
+    extra["ctf/df_angle_rad"] = np.deg2rad(p.ctf["defocus_angle"][order])
+    extra["ctf/scale"] = 1.0
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in ((main_name, main), (passthrough_name, extra)):
+        with open(folder / name, "wb") as handle:
+            np.save(handle, array)
+    return folder / main_name
+
+
+@pytest.mark.parametrize(
+    ("where", "main_name", "passthrough_name"),
+    [
+        ("P1/J24", "J24_005_particles.cs", "J24_passthrough_particles.cs"),
+        ("dl", "cryosparc_P1_J24_005_particles.cs", "cryosparc_P1_J24_passthrough_particles.cs"),
+        ("dl", "cryosparc_P1_J24_005_particles.cs", "P1_J24_passthrough_particles.cs"),
+    ],
+)  # fmt: skip
+def test_cs_as_cryosparc_writes_it_and_as_downloaded(
+    tmp_path, particles, caplog, where, main_name, passthrough_name
+):
+    """A refinement's .cs pair in its job folder, or downloaded from the web interface
+    (project, job and iteration in the names): poses, shifts, CTF (from the passthrough),
+    halves, exposure group and images as written, and no warning for all-zero
+    aberration terms (cryoSPARC's values when none was refined)."""
+    project = tmp_path / "P1"
+    path = write_cs_numpy(particles, project, main_name, passthrough_name, tmp_path / where)
+    with caplog.at_level("WARNING"):
+        records = read_cs(path, particles_dir=project if where == "dl" else None)
+    assert caplog.text == ""
+    assert angle_between(records.rotations, particles.R).max() < 0.01
+    np.testing.assert_allclose(records.shifts, particles.shifts, atol=1e-5)
+    for field in CTF_FIELDS:
+        np.testing.assert_allclose(records.ctf[field], particles.ctf[field], rtol=1e-6, atol=1e-3)
+    np.testing.assert_array_equal(records.subset, np.arange(12) % 2 + 1)
+    np.testing.assert_array_equal(records.optics_group, 3)
+    assert records.source == [str(s.resolve()) for s in particles.stacks]
+    np.testing.assert_array_equal(records.source_index, particles.stack_index)
+    np.testing.assert_allclose(records.apix, APIX)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 _CTF_REQUIRED = ("ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad", "ctf/accel_kv", "ctf/cs_mm")
 _RESULT_TYPES = {"alignments_class": "alignments3D"}  # result-name prefix -> slot type
 # Higher-order CTF terms of cryoSPARC's global CTF refinement, and their neutral values
-_NEUTRAL = {"ctf/anisomag": np.array([1.0, 0.0, 0.0, 1.0]), "ctf/tilt_A": 0.0, "ctf/trefoil_A": 0.0}
+# (zeros for each, anisomag included, as cryoSPARC writes them when nothing was refined)
+_NEUTRAL = {"ctf/anisomag": 0.0, "ctf/tilt_A": 0.0, "ctf/trefoil_A": 0.0}
 _NEUTRAL |= {"ctf/tetra_A": 0.0, "ctf/shift_A": 0.0}
 _HIGHER_ORDER = tuple(_NEUTRAL)
 
@@ -79,16 +81,24 @@ def passthrough_file(path: str | os.PathLike) -> Path | None:
     """The job's passthrough file for a particle file, when it exists.
 
     J24/J24_particles.cs -> J24/J24_passthrough_particles.cs (also with the suffixes
-    cryoSPARC adds, e.g. particles_selected -> passthrough_particles_selected).
+    cryoSPARC adds, e.g. particles_selected -> passthrough_particles_selected). Files
+    downloaded from the web interface carry the project, the job and the iteration
+    (cryosparc_P3_J24_005_particles.cs beside cryosparc_P3_J24_passthrough_particles.cs
+    or P3_J24_passthrough_particles.cs), so any passthrough file of the same job is taken.
     """
     path = Path(path)
     stem = path.stem
     where = stem.find("particles")
+    rest = stem[where:] if where >= 0 else "particles"
     candidates = []
     if where >= 0 and "passthrough" not in stem:
-        candidates.append(f"{stem[:where]}passthrough_{stem[where:]}.cs")
-        candidates.append(f"{path.parent.name}_passthrough_{stem[where:]}.cs")
+        candidates.append(f"{stem[:where]}passthrough_{rest}.cs")
+        candidates.append(f"{path.parent.name}_passthrough_{rest}.cs")
     candidates.append(f"{path.parent.name}_passthrough_particles.cs")
+    job = re.search(r"(?:^|_)(J\d+)_", stem)
+    if job and "passthrough" not in stem:
+        same_job = re.compile(rf"(?:.*_)?{job[1]}_passthrough_{re.escape(rest)}\.cs")
+        candidates += sorted(p.name for p in path.parent.glob("*.cs") if same_job.fullmatch(p.name))
     for name in dict.fromkeys(candidates):
         if (path.parent / name).is_file() and name != path.name:
             return path.parent / name
