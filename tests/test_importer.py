@@ -187,6 +187,36 @@ def test_non_square_images(tmp_path, dataset):
         import_particles(star, tmp_path / "import")
 
 
+def test_truncated_stack_is_named_before_the_stack_pass(tmp_path, dataset):
+    """An interrupted copy or extraction leaves a stack shorter than its header says."""
+    p, star = dataset
+    data = p.stacks[1].read_bytes()
+    p.stacks[1].write_bytes(data[:-100])
+    with pytest.raises(InputError) as err:
+        import_particles(star, tmp_path / "import")
+    message = str(err.value)
+    assert "stack1.mrcs: truncated: the header gives 5 images of 32 x 32" in message
+    assert f"{len(data) - 100} bytes" in message and "\n" not in message
+    assert not (tmp_path / "import").exists()
+
+
+def test_float16_stacks_import_like_float32(tmp_path):
+    """RELION 4+ and cryoSPARC 4 can extract in float16 (MRC mode 12)."""
+    p = make_particles(n=6, box=32, apix=1.5)
+    p.images = [img.astype(np.float16).astype(np.float32) for img in p.images]
+    results = []
+    for mode, dtype in (("f32", np.float32), ("f16", np.float16)):
+        write_stacks(p, tmp_path / mode / "Extract", n_stacks=2)
+        for path in set(p.stacks):
+            with mrcfile.open(path, "r+") as mrc:
+                mrc.set_data(mrc.data.astype(dtype))
+        star = write_star31(p, tmp_path / mode / "particles.star")
+        results.append(import_particles(star, tmp_path / mode / "import", box=16))
+    with mrcfile.open(results[0].stack) as a, mrcfile.open(results[1].stack) as b:
+        np.testing.assert_array_equal(a.data, b.data)
+        assert np.abs(a.data).max() > 0.1
+
+
 def test_unreadable_lst_record(tmp_path):
     write_hdf_stack(tmp_path / "ptcls.hdf", np.zeros((2, 16, 16)), 2.0)
     good = {"xform.projection": pose_to_xform(np.eye(3), [0, 0])}

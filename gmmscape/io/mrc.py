@@ -101,6 +101,7 @@ class MrcStack:
         if nx != ny:
             raise InputError(f"{self.path}: images are {nx} x {ny} pixels, expected square images")
         self.box = nx
+        _check_complete(self.path, h, self.n)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Images at 0-based `indices` (any order, repeats allowed) as float32 (k, box, box)."""
@@ -109,6 +110,23 @@ class MrcStack:
                 raise InputError(f"{self.path}: data block unreadable or not real-valued")
             data = mrc.data.reshape(self.n, self.box, self.box)
             return np.asarray(data[np.asarray(indices)], dtype=np.float32)
+
+
+def _check_complete(path: Path, header, n: int) -> None:
+    """A stack shorter than its header says (an interrupted copy or extraction) is named
+    when opened, not after a long pass over the images that precede the missing ones."""
+    try:
+        itemsize = mrcfile.utils.dtype_from_mode(int(header.mode)).itemsize
+    except ValueError as err:
+        raise InputError(f"{path}: not a readable MRC stack ({err})") from err
+    expected = 1024 + int(header.nsymbt) + n * int(header.nx) * int(header.ny) * itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise InputError(
+            f"{path}: truncated: the header gives {n} images of {int(header.nx)} x "
+            f"{int(header.ny)} ({expected} bytes) but the file has {size} bytes; expected a "
+            "complete stack (copy or extract it again)"
+        )
 
 
 def write_stack(
