@@ -335,3 +335,23 @@ def test_cs_as_cryosparc_writes_it_and_as_downloaded(
     assert records.source == [str(s.resolve()) for s in particles.stacks]
     np.testing.assert_array_equal(records.source_index, particles.stack_index)
     np.testing.assert_allclose(records.apix, APIX)
+
+
+def test_images_of_an_exported_result_group_are_found_beside_its_cs(tmp_path, particles):
+    """An exported group (exports/groups/P1_J24_particles/) holds its .cs with the data
+    linked under the same relative names ('>J12/extract/...') beside it."""
+    project = tmp_path / "P1"
+    export = project / "exports" / "groups" / "P1_J24_particles"
+    path = write_cs_numpy(particles, export, "J24_particles_exported.cs",
+                          "J24_passthrough_particles_exported.cs", export)  # fmt: skip
+    records = read_cs(path)
+    assert records.source == [str(s.resolve()) for s in particles.stacks]
+    assert str(export) in records.source[0]
+    np.testing.assert_array_equal(records.source_index, particles.stack_index)
+    for stack in set(particles.stacks):
+        stack.unlink()
+    with pytest.raises(InputError, match=r"row 0: image file '>J12/extract/stack0\.mrc' not "
+                       r"found \(looked for .*groups/J12/extract/stack0\.mrc, .*P1_J24_particles/"
+                       r"J12/extract/stack0\.mrc\); expected paths relative to the cryoSPARC "
+                       r"project folder \(set particles_dir to it\)"):  # fmt: skip
+        read_cs(path)

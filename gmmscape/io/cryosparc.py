@@ -174,22 +174,29 @@ def matrix_to_pose(R: np.ndarray) -> np.ndarray:
 
 
 def _image_paths(data, path: Path, particles_dir: str | os.PathLike | None) -> list[str]:
-    """blob/path of every row -> absolute image file, each distinct name resolved once."""
+    """blob/path of every row -> absolute image file, each distinct name resolved once.
+
+    Without a particles folder, names are looked for from the project folder (a job's
+    own .cs) and then beside the .cs (an exported result group, where '>' marks names
+    relative to the metadata file's folder, as in cryoSPARC's .csg files)."""
     if "blob/path" not in data.fields():
         raise InputError(f"{path}: missing field blob/path (the particle images)")
-    base = Path(particles_dir) if particles_dir else path.resolve().parent.parent
+    folder = path.resolve().parent
+    bases = [Path(particles_dir)] if particles_dir else [folder.parent, folder]
     resolved: dict[str, str] = {}
     out = []
     for row, name in enumerate(data["blob/path"]):
         name = name.decode() if isinstance(name, bytes) else str(name)
         if name not in resolved:
             relative = name.lstrip(">")
-            tried = [Path(relative)] if Path(relative).is_absolute() else [base / relative]
+            absolute = Path(relative).is_absolute()
+            tried = [Path(relative)] if absolute else [base / relative for base in bases]
             found = next((p for p in tried if p.is_file()), None)
             if found is None:
                 raise InputError(
-                    f"{path} row {row}: image file '{name}' not found at {tried[0]}; expected "
-                    "paths relative to the cryoSPARC project folder (set particles_dir to it)"
+                    f"{path} row {row}: image file '{name}' not found (looked for "
+                    f"{', '.join(map(str, tried))}); expected paths relative to the cryoSPARC "
+                    "project folder (set particles_dir to it)"
                 )
             resolved[name] = str(found.resolve())
         out.append(resolved[name])
