@@ -48,6 +48,7 @@ from .features import FeatureInfo, gmm_checksum, open_features
 from .io.common import atomic_output
 from .networks import GmmSpace, build_encoder, check_mode
 from .plots import plot_loss
+from .posterior import score_latents
 from .projection import FourierGrid, batch_signature, frc_loss, images_ft
 from .rigid import RigidSpace, build_space, space_decoder
 from .streaming import ParticleSet, chunk_order, read_rows, sequential_chunks
@@ -79,12 +80,19 @@ class TrainSettings:
     dropout: float = 0.3
     l2: float = 1e-3
     chunk: int = 1024  # particles read from disk at a time
+    candidates: int = 32  # decoded models each particle is scored against (0: the encoder's)
+    temperature: float = 0.3  # of the posterior weights, in units of the losses' spread
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         check_weighting(self.frc_weights)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.candidates < 0 or self.temperature <= 0:
+            raise InputError(
+                f"train: expected candidates >= 0 and temperature > 0; got candidates "
+                f"{self.candidates}, temperature {self.temperature}"
+            )
         for name in ("latent_dim", "epochs", "batch", "chunk"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name}: expected >= 1, got {getattr(self, name)}")
@@ -95,8 +103,10 @@ class TrainSettings:
             )
 
     def shape_key(self) -> dict:
-        """Everything but the epoch count: a checkpoint resumes only if these agree."""
-        return {k: v for k, v in asdict(self).items() if k != "epochs"}
+        """Everything that shapes the networks (not the epoch count, not the scoring
+        after the last epoch): a checkpoint resumes only if these agree."""
+        after = ("epochs", "candidates", "temperature")
+        return {k: v for k, v in asdict(self).items() if k not in after}
 
 
 def adam(lr: float, l2: float) -> keras.optimizers.Optimizer:
@@ -404,14 +414,28 @@ def _check_band(info: FeatureInfo, grid: FourierGrid, features: Path) -> None:
 
 
 def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, path: Path):
+    """The encoder's latents, or with ``candidates`` their posterior means (gmmscape.posterior)."""
+    s = run.settings
     encode = run.encode_step()
     good = np.array([r not in junk for r in range(particles.n)])
     parts = []
-    for rows in sequential_chunks(particles.n, run.settings.chunk):
+    for rows in sequential_chunks(particles.n, s.chunk):
         rows = rows[good[rows]]
         if len(rows):
             parts.append(encode(read_rows(features, rows, np.float32)).numpy())
     latent = np.concatenate(parts)
+    if s.candidates:
+        latent = score_latents(
+            latent,
+            lambda z: run.space.to_gmm(run.decoder(z, training=False)).numpy(),
+            particles,
+            np.flatnonzero(good),
+            run.grid,
+            run.use_ctf,
+            candidates=s.candidates,
+            temperature=s.temperature,
+            seed=s.seed,
+        )
     frame = pd.DataFrame(latent, columns=[f"z{k}" for k in range(latent.shape[1])])
     frame.insert(0, "index", particles.index[good])
     if particles.copy is not None:

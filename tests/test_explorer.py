@@ -197,8 +197,13 @@ def test_lasso_selects_the_particles_inside_and_saves_their_star(run, browser_pa
     page = browser_page["page"]
     page.evaluate("explorer.setView('pca'); explorer.setTool('lasso')")
     rows = embedded_rows(run)
-    q = {k: np.percentile(rows[f"pc{k}"], [10, 20, 50, 90]) for k in (0, 1)}
-    triangle = ((q[0][0], q[1][0]), (q[0][3], q[1][1]), (q[0][2], q[1][3]))
+    # A triangle about the particles' mean, reaching as far as the median particle: it
+    # holds particles and leaves particles out however the landscape is shaped.
+    pcs = np.column_stack([rows["pc0"], rows["pc1"]]).astype(np.float32).astype(np.float64)
+    centre = pcs.mean(axis=0)
+    reach = np.median(np.linalg.norm(pcs - centre, axis=1))
+    turns = np.deg2rad([90, 210, 330])
+    triangle = centre + reach * np.column_stack([np.cos(turns), np.sin(turns)])
     corners = [page_point(page, x, y) for x, y in triangle]
     page.mouse.move(*corners[0])
     page.mouse.down()
@@ -206,7 +211,6 @@ def test_lasso_selects_the_particles_inside_and_saves_their_star(run, browser_pa
         page.mouse.move(*corner)
     page.mouse.up()
     polygon = Polygon([data_point(page, *c) for c in corners])
-    pcs = np.column_stack([rows["pc0"], rows["pc1"]]).astype(np.float32).astype(np.float64)
     expected = np.sort(rows["index"].to_numpy()[polygon.contains_points(pcs)])
     assert 20 < len(expected) < len(rows) - 20
     assert page.evaluate("explorer.selection()") == expected.tolist()
