@@ -23,7 +23,11 @@ holds. So the settings that depend on the data are chosen from it:
   1/8 of them at 2.5 d, so every derived build has ``LEVELS`` levels;
 - **epochs** (``train.epochs``): about ``VISITS`` particle visits in all, within
   [``MIN_EPOCHS``, ``MAX_EPOCHS``], so small data sets train long enough and large
-  ones do not take days.
+  ones do not take days;
+- **candidate models** (``train.candidates``): after training, each particle is scored
+  against this many decoded models (gmmscape.posterior); ``CANDIDATES_PER_EPOCH`` per
+  epoch within [``MIN_CANDIDATES``, ``MAX_CANDIDATES``], so the scoring costs at most
+  about a quarter of the training's time, however many particles there are.
 
 Each derived value is written with its reason to ``choices.yaml``; a value the config
 sets is kept and reported as set. The measured single-particle SNR per shell is kept
@@ -70,6 +74,12 @@ LEVELS = 4  # first level: target_n / 2^(LEVELS-1)
 START_FACTOR = 2.5  # first level's resolution / target resolution
 VISITS = 200_000
 MIN_EPOCHS, MAX_EPOCHS = 5, 60
+# Scoring a particle against one decoded model costs about 1/8 of one training visit
+# (1.1 ms against 8.1 ms on the realistic benchmark's CI-size set), so 2 candidates per
+# epoch cost about a quarter of the training. There, 8 candidates recovered the motion
+# as well as 32 (rho 0.837 and 0.839) and 4 nearly so (0.829): docs/validation.md.
+CANDIDATES_PER_EPOCH = 2
+MIN_CANDIDATES, MAX_CANDIDATES = 8, 32
 CHOICE_KEYS = (
     "box",
     "gmm.start_n",
@@ -78,6 +88,7 @@ CHOICE_KEYS = (
     "gmm.target_resolution",
     "train.res_hi",
     "train.epochs",
+    "train.candidates",
 )
 
 
@@ -196,6 +207,10 @@ def epochs_for(n_particles: int) -> int:
     return int(np.clip(math.ceil(VISITS / max(n_particles, 1)), MIN_EPOCHS, MAX_EPOCHS))
 
 
+def candidates_for(epochs: int) -> int:
+    return int(np.clip(CANDIDATES_PER_EPOCH * epochs, MIN_CANDIDATES, MAX_CANDIDATES))
+
+
 def derive(settings: dict[str, object], facts: DataFacts) -> dict[str, Choice]:
     """Every key of CHOICE_KEYS: the config's value when set, else derived from facts."""
     chosen: dict[str, Choice] = {}
@@ -234,11 +249,17 @@ def derive(settings: dict[str, object], facts: DataFacts) -> dict[str, Choice]:
         round(START_FACTOR * float(target_res), 2),
         f"{START_FACTOR} x the target resolution",
     )
-    pick(
+    epochs = pick(
         "train.epochs",
         epochs_for(facts.n_particles),
         f"about {VISITS:,} particle visits for {facts.n_particles:,} particles "
         f"(within {MIN_EPOCHS}-{MAX_EPOCHS})",
+    )
+    pick(
+        "train.candidates",
+        candidates_for(int(epochs)),
+        f"{CANDIDATES_PER_EPOCH} per epoch (within {MIN_CANDIDATES}-{MAX_CANDIDATES}): "
+        f"scoring the particles against them costs at most ~1/4 of the training",
     )
     return chosen
 

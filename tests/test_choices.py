@@ -46,6 +46,10 @@ def test_gaussian_count_and_epochs_follow_the_data():
     assert choices.gaussians_for(60_000, 10.0) % 64 == 0
     assert choices.epochs_for(5_000) > choices.epochs_for(100_000) >= choices.MIN_EPOCHS
     assert choices.epochs_for(10) == choices.MAX_EPOCHS
+    # Fewer epochs (more particles), fewer candidate models: the scoring stays a fraction
+    many, few = (choices.candidates_for(choices.epochs_for(n)) for n in (1_000_000, 5_000))
+    assert choices.MIN_CANDIDATES < many < few == choices.MAX_CANDIDATES
+    assert choices.candidates_for(1) == choices.MIN_CANDIDATES
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +92,7 @@ def test_every_override_is_respected(samplings, tmp_path):
         "gmm.target_resolution": 30.0,
         "train.res_hi": 33.0,
         "train.epochs": 3,
+        "train.candidates": 5,
     }
     assert set(settings) == set(choices.CHOICE_KEYS)
     path = tmp_path / "choices.yaml"
@@ -96,6 +101,7 @@ def test_every_override_is_respected(samplings, tmp_path):
     partial = {"train.epochs": 7, "box": 30}
     chosen = choices.choose(folder / "particles.star", folder / "consensus.mrc", path, partial)
     assert chosen["train.epochs"].value == 7 and chosen["box"].value == 30
+    assert chosen["train.candidates"].value == choices.candidates_for(7) == 14
     assert chosen["gmm.target_n"].reason != "set in the config"
     table, _ = read_table(folder / "particles.star")
     assert chosen["train.epochs"].value != choices.epochs_for(len(table))
