@@ -78,6 +78,7 @@ MIN_EPOCHS, MAX_EPOCHS = 5, 60
 # (1.1 ms against 8.1 ms on the realistic benchmark's CI-size set), so 2 candidates per
 # epoch cost about a quarter of the training. There, 8 candidates recovered the motion
 # as well as 32 (rho 0.837 and 0.839) and 4 nearly so (0.829): docs/validation.md.
+CANDIDATE_COST = 1 / 8  # of a training visit, per particle and candidate
 CANDIDATES_PER_EPOCH = 2
 MIN_CANDIDATES, MAX_CANDIDATES = 8, 32
 CHOICE_KEYS = (
@@ -209,6 +210,11 @@ def epochs_for(n_particles: int) -> int:
 
 def candidates_for(epochs: int) -> int:
     return int(np.clip(CANDIDATES_PER_EPOCH * epochs, MIN_CANDIDATES, MAX_CANDIDATES))
+
+
+def scoring_passes(epochs: int) -> float:
+    """The candidate scoring after ``epochs`` of training, in training epochs' worth."""
+    return candidates_for(epochs) * CANDIDATE_COST
 
 
 def derive(settings: dict[str, object], facts: DataFacts) -> dict[str, Choice]:

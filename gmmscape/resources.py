@@ -14,7 +14,9 @@ one training epoch at 585/s and 125/s; per-particle time is taken as c0 + c1 N b
 separable projection's work) through those two points. Import read 194 particles/s of
 box 256, reconstruction grids 1,070 particles/s at box 64, UMAP embedded 100,000 points
 in 87 s. Streaming stages hold a few chunks of images, so memory follows the box, not
-the particle count. Requests are SAFETY times the estimate, at least MIN_MINUTES.
+the particle count. Training's time includes the scoring against decoded candidate
+models that ends it (``choices.scoring_passes``). Requests are SAFETY times the
+estimate, at least MIN_MINUTES.
 """
 
 from __future__ import annotations
@@ -81,6 +83,13 @@ def _stream(c: tuple[float, float], s: Scale, passes: float) -> float:
     return seconds / GPU_SPEEDUP if s.gpu else seconds
 
 
+def _training(s: Scale) -> float:
+    """The epochs and the scoring against the decoded candidate models that ends them."""
+    from .choices import scoring_passes
+
+    return 300 + _stream(EPOCH, s, s.epochs + scoring_passes(s.epochs))
+
+
 def _images_mb(s: Scale, chunk: int = 1024, copies: int = 8) -> float:
     """A chunk of images with its Fourier transforms, CTFs and batch tensors."""
     return chunk * s.box**2 * 4 * copies / 1e6
@@ -133,8 +142,8 @@ STAGES: dict[str, Stage] = {
         lambda s: 1000 + 4096 * s.gaussians * 5 * 4 * 3 / 1e6,
     ),
     "refine_features": Stage(2, lambda s: 60 + _stream(FEATURES, s, 1.0), _network_mb),
-    "train": Stage(2, lambda s: 300 + _stream(EPOCH, s, s.epochs), _network_mb),
-    "refine_train": Stage(2, lambda s: 300 + _stream(EPOCH, s, s.epochs), _network_mb),
+    "train": Stage(2, _training, _network_mb),
+    "refine_train": Stage(2, _training, _network_mb),
     # 81 projections with their backward pass per particle (docs/benchmarks.md)
     "refine_poses": Stage(2, lambda s: 300 + _stream(FEATURES, s, 81.0), _network_mb),
     "refine_final": Stage(1, lambda s: 60 + s.particles / 1e4, lambda s: 1000),

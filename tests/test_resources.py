@@ -28,8 +28,9 @@ def test_streaming_stages_ask_for_time_in_proportion_to_particles_and_flat_memor
         t_small, t_large = (resources.runtime(stage, s, None) for s in (small, large))
         assert 8.5 < t_large / t_small <= 10, stage  # less the fixed start-up
         assert resources.mem_mb(stage, small, None) == resources.mem_mb(stage, large, None)
-    # 1,000,000 particles x 20 epochs at 125 particles/s, with the safety factor
-    expected = 3 * (300 + 1_000_000 * 20 / 125.0) / 60
+    # 1,000,000 particles x 20 epochs at 125 particles/s, then the scoring against 32
+    # candidates (4 epochs' worth at 1/8 of a visit each), with the safety factor
+    expected = 3 * (300 + 1_000_000 * (20 + 32 / 8) / 125.0) / 60
     assert resources.runtime("train", large, None) == pytest.approx(expected, rel=0.01)
 
 
