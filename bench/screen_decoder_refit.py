@@ -1,6 +1,7 @@
 """Screen: the decoder refitted to the posterior latents, then the particles rescored.
 
     .venv/bin/python bench/screen_decoder_refit.py [--epochs 5] [--lr 1e-4] [--cycles 3]
+        [--seed 0]
 
 On bench/screen_training.py's CI-size hinge set and its encoder run (train.candidates
 0, 12 epochs), the particles' latents are first the posterior means over K decoded
@@ -36,9 +37,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="of the encoder run's training")
     args = parser.parse_args()
     data = prepare("protein_hinge")
-    run = trained(data, {"epochs": 12, "candidates": 0}, "encoder_12")
+    name = "encoder_12" + (f"_seed{args.seed}" if args.seed else "")
+    run = trained(data, {"epochs": 12, "candidates": 0, "seed": args.seed}, name)
     latent = pd.read_csv(run / "latent.csv")
     index = latent["index"].to_numpy()
     rows = pd.Series(np.arange(data.particles.n), index=data.particles.index)[index].to_numpy()

@@ -15,8 +15,9 @@ separable projection's work) through those two points. Import read 194 particles
 box 256, reconstruction grids 1,070 particles/s at box 64, UMAP embedded 100,000 points
 in 87 s. Streaming stages hold a few chunks of images, so memory follows the box, not
 the particle count. Training's time includes the scoring against decoded candidate
-models that ends it (``choices.scoring_passes``). Requests are SAFETY times the
-estimate, at least MIN_MINUTES.
+models that ends it, and per ``train.refit`` cycle the decoder refitted to the scored
+latents and the scoring again (``choices.scoring_passes``, ``choices.refit_epochs``).
+Requests are SAFETY times the estimate, at least MIN_MINUTES.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Scale:
     gaussians: int
     epochs: int
     gpu: bool = False
+    refit: int = 0  # cycles of the decoder refitted to the scored latents (train.refit)
 
     @property
     def work(self) -> float:
@@ -84,10 +86,12 @@ def _stream(c: tuple[float, float], s: Scale, passes: float) -> float:
 
 
 def _training(s: Scale) -> float:
-    """The epochs and the scoring against the decoded candidate models that ends them."""
-    from .choices import scoring_passes
+    """The epochs, then the scoring against decoded candidate models, and per refit
+    cycle the decoder refitted to the scored latents and the scoring again."""
+    from .choices import refit_epochs, scoring_passes
 
-    return 300 + _stream(EPOCH, s, s.epochs + scoring_passes(s.epochs))
+    cycle = scoring_passes(s.epochs) + refit_epochs(s.particles)
+    return 300 + _stream(EPOCH, s, s.epochs + scoring_passes(s.epochs) + s.refit * cycle)
 
 
 def _images_mb(s: Scale, chunk: int = 1024, copies: int = 8) -> float:
@@ -300,4 +304,7 @@ def scale_from_config(config: dict, demo_particles: int) -> Scale:
     box = int(config.get("box") or input_box)
     gaussians = int(config["gmm"].get("target_n") or UNKNOWN_GAUSSIANS)
     epochs = int(config["train"].get("epochs") or epochs_for(particles))
-    return Scale(particles, input_box, min(box, input_box), gaussians, epochs, config["gpu"] > 0)
+    refit = int(config["train"].get("refit") or 0)
+    return Scale(
+        particles, input_box, min(box, input_box), gaussians, epochs, config["gpu"] > 0, refit
+    )

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from .choices import refit_epochs
 from .errors import InputError
 from .features import FeatureInfo, gmm_checksum, open_features
 from .io.common import atomic_output
@@ -82,16 +83,17 @@ class TrainSettings:
     chunk: int = 1024  # particles read from disk at a time
     candidates: int = 32  # decoded models each particle is scored against (0: the encoder's)
     temperature: float = 0.3  # of the posterior weights, in units of the losses' spread
+    refit: int = 0  # cycles of the decoder refitted to the posterior latents, then rescored
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
         check_weighting(self.frc_weights)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if self.candidates < 0 or self.temperature <= 0:
+        if self.candidates < 0 or self.temperature <= 0 or self.refit < 0:
             raise InputError(
-                f"train: expected candidates >= 0 and temperature > 0; got candidates "
-                f"{self.candidates}, temperature {self.temperature}"
+                f"train: expected candidates >= 0, temperature > 0 and refit >= 0; got "
+                f"candidates {self.candidates}, temperature {self.temperature}, refit {self.refit}"
             )
         for name in ("latent_dim", "epochs", "batch", "chunk"):
             if getattr(self, name) < 1:
@@ -105,7 +107,7 @@ class TrainSettings:
     def shape_key(self) -> dict:
         """Everything that shapes the networks (not the epoch count, not the scoring
         after the last epoch): a checkpoint resumes only if these agree."""
-        after = ("epochs", "candidates", "temperature")
+        after = ("epochs", "candidates", "temperature", "refit")
         return {k: v for k, v in asdict(self).items() if k not in after}
 
 
@@ -254,6 +256,28 @@ class Run:
 
         return step
 
+    def refit_step(self):
+        """Graph of one batch step of the decoder alone, each particle's latent given."""
+        s, space, grid = self.settings, self.space, self.grid
+        variables = self.decoder.trainable_variables
+        optimizer = adam(s.lr, s.l2)
+        optimizer.build(variables)
+        latent_spec = tf.TensorSpec((None, s.latent_dim), tf.float32)
+
+        @tf.function(input_signature=batch_signature(grid, latent_spec, self.use_ctf))
+        def step(z, rot, shift, i_re, i_im, *ctf):
+            with tf.GradientTape() as tape:
+                out = self.decoder(z + s.noise * self.noise.normal(tf.shape(z)), training=True)
+                per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid, *ctf)
+                total = tf.reduce_mean(per) + s.spread_weight * tf.reduce_mean(space.spread(out))
+            grads = tape.gradient(total, variables)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            if tf.logical_and(tf.reduce_all(tf.math.is_finite(per)), finite):
+                optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return tf.reduce_mean(per)
+
+        return step
+
     def encode_step(self):
         spec = tf.TensorSpec((None, self.space.neutral.size), tf.float32)
         return tf.function(lambda f: self.encoder(f, training=False), input_signature=[spec])
@@ -313,6 +337,49 @@ def _run_epoch(
     return EpochStats(
         epoch + 1, total / max(seen, 1), frc_total / max(seen, 1), seen, len(junk), seconds
     )
+
+
+def _refit_decoder(
+    run: Run, particles: ParticleSet, rows: np.ndarray, latent: np.ndarray, cycle: int
+) -> None:
+    """The decoder alone, trained for choices.refit_epochs with each particle of
+    ``rows`` at its latent in ``latent``: the models the particles are scored against
+    were fitted to the encoder's noisier latents (docs/validation.md)."""
+    s = run.settings
+    step = run.refit_step()
+    epochs = refit_epochs(len(rows))
+    for epoch in range(epochs):
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        for order in chunk_order(len(rows), s.chunk, s.seed, s.epochs + cycle * epochs + epoch):
+            chunk_rows, z = rows[order], latent[order]
+            images = particles.images(chunk_rows)
+            ctf = ctf_amplitude(particles, chunk_rows, run.grid) if run.use_ctf else None
+            for start in range(0, len(order), s.batch):
+                sel = slice(start, start + s.batch)
+                batch_rows = chunk_rows[sel]
+                if len(batch_rows) < 2:  # batch normalisation needs two particles
+                    continue
+                i_re, i_im = images_ft(images[sel], run.grid)
+                loss = step(
+                    z[sel],
+                    particles.rotations[batch_rows],
+                    particles.shifts[batch_rows],
+                    i_re,
+                    i_im,
+                    *(() if ctf is None else (ctf[sel],)),
+                )
+                total += float(loss) * len(batch_rows)
+                seen += len(batch_rows)
+        log.info(
+            "train %s: decoder refitted to the posterior latents, cycle %d epoch %d/%d, "
+            "1-FRC %.5f, %.1f s",
+            s.mode,
+            cycle + 1,
+            epoch + 1,
+            epochs,
+            total / max(seen, 1),
+            time.perf_counter() - t0,
+        )
 
 
 def _report_junk(
@@ -414,7 +481,8 @@ def _check_band(info: FeatureInfo, grid: FourierGrid, features: Path) -> None:
 
 
 def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, path: Path):
-    """The encoder's latents, or with ``candidates`` their posterior means (gmmscape.posterior)."""
+    """The encoder's latents, or with ``candidates`` their posterior means
+    (gmmscape.posterior), after ``refit`` cycles of the decoder refitted to them."""
     s = run.settings
     encode = run.encode_step()
     good = np.array([r not in junk for r in range(particles.n)])
@@ -425,17 +493,25 @@ def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, 
             parts.append(encode(read_rows(features, rows, np.float32)).numpy())
     latent = np.concatenate(parts)
     if s.candidates:
-        latent = score_latents(
-            latent,
-            lambda z: run.space.to_gmm(run.decoder(z, training=False)).numpy(),
-            particles,
-            np.flatnonzero(good),
-            run.grid,
-            run.use_ctf,
-            candidates=s.candidates,
-            temperature=s.temperature,
-            seed=s.seed,
-        )
+        good_rows = np.flatnonzero(good)
+
+        def scored(z: np.ndarray) -> np.ndarray:
+            return score_latents(
+                z,
+                lambda c: run.space.to_gmm(run.decoder(c, training=False)).numpy(),
+                particles,
+                good_rows,
+                run.grid,
+                run.use_ctf,
+                candidates=s.candidates,
+                temperature=s.temperature,
+                seed=s.seed,
+            )
+
+        latent = scored(latent)
+        for cycle in range(s.refit):
+            _refit_decoder(run, particles, good_rows, latent, cycle)
+            latent = scored(latent)
     frame = pd.DataFrame(latent, columns=[f"z{k}" for k in range(latent.shape[1])])
     frame.insert(0, "index", particles.index[good])
     if particles.copy is not None:
@@ -508,6 +584,7 @@ def train(
         _write_csv(pd.DataFrame(history), loss_path)
     history = pd.DataFrame(history)
     _write_csv(history, loss_path)
+    _write_latent(run, particles, features, junk, outdir / "latent.csv")  # may refit the decoder
     _save_model(run.encoder, outdir / "encoder.keras")
     _save_model(run.decoder, outdir / "decoder.keras")
     box, apix = frame or (particles.box, particles.apix)
@@ -521,7 +598,6 @@ def train(
     }
     with atomic_output(outdir / "decoder.json") as tmp:
         tmp.write_text(json.dumps(meta) + "\n")
-    _write_latent(run, particles, features, junk, outdir / "latent.csv")
     junk_frame = pd.DataFrame({"index": particles.index[list(junk)], "reason": list(junk.values())})
     if particles.copy is not None:
         junk_frame.insert(1, COPY, particles.copy[list(junk)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,9 +31,13 @@ def test_streaming_stages_ask_for_time_in_proportion_to_particles_and_flat_memor
         assert 8.5 < t_large / t_small <= 10, stage  # less the fixed start-up
         assert resources.mem_mb(stage, small, None) == resources.mem_mb(stage, large, None)
     # 1,000,000 particles x 20 epochs at 125 particles/s, then the scoring against 32
-    # candidates (4 epochs' worth at 1/8 of a visit each), with the safety factor
+    # candidates (4 epochs' worth at 1/8 of a visit each), with the safety factor; a refit
+    # cycle adds one epoch of the decoder and the scoring again
     expected = 3 * (300 + 1_000_000 * (20 + 32 / 8) / 125.0) / 60
     assert resources.runtime("train", large, None) == pytest.approx(expected, rel=0.01)
+    refit = dataclasses.replace(large, refit=1)
+    expected = 3 * (300 + 1_000_000 * (20 + 2 * 32 / 8 + 1) / 125.0) / 60
+    assert resources.runtime("train", refit, None) == pytest.approx(expected, rel=0.01)
 
 
 def test_requests_grow_with_each_attempt():

@@ -7,6 +7,7 @@ barely leave the neutral model). The recovery scores are printed (pytest -s).
 
 import shutil
 
+import keras
 import landscape_data
 import numpy as np
 import pandas as pd
@@ -226,6 +227,30 @@ def test_masked_position_mode_never_moves_gaussians_outside_the_mask(linear_smal
         gmms[:, :, 3:], np.broadcast_to(neutral[:, 3:], gmms[:, :, 3:].shape).astype(np.float32)
     )
     assert np.ptp(gmms[:, inside, :3], axis=0).max() > 1e-3
+
+
+@pytest.mark.slow  # three short trainings
+def test_refit_cycles_retrain_the_saved_decoder_only_after_the_epochs(linear_small, tmp_path):
+    """refit: the decoder alone is trained on the posterior latents: the saved encoder
+    and the loss history are the plain run's, the saved decoder is not, and a resumed
+    run (its checkpoint at the last epoch) refits to the same decoder."""
+    root, particles, features = linear_small
+    neutral = middle_state(root)
+    runs = {}
+    for name, refit in (("plain", 0), ("refit", 1), ("again", 1)):
+        settings = TrainSettings(mode="position", latent_dim=2, candidates=4, refit=refit, **SHORT)
+        run = tmp_path / ("refit" if name == "again" else name)
+        train(neutral, particles, features, run, settings)
+        runs[name] = [
+            w.copy() for w in keras.models.load_model(run / "decoder.keras").get_weights()
+        ]
+        runs[name + "_encoder"] = keras.models.load_model(run / "encoder.keras").get_weights()
+    for a, b in zip(runs["plain_encoder"], runs["refit_encoder"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    changed = [not np.array_equal(a, b) for a, b in zip(runs["plain"], runs["refit"], strict=True)]
+    assert any(changed)
+    for a, b in zip(runs["refit"], runs["again"], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mask_or_gmm_from_another_box_is_an_input_error(linear_small, tmp_path):
