@@ -35,6 +35,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -109,6 +110,15 @@ class TrainSettings:
         after the last epoch): a checkpoint resumes only if these agree."""
         after = ("epochs", "candidates", "temperature", "refit")
         return {k: v for k, v in asdict(self).items() if k not in after}
+
+
+def _apply_if_finite(optimizer, grads, variables, per) -> tf.Tensor:
+    """Apply the gradients only when they and the per-particle losses are finite."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    ok = tf.logical_and(tf.reduce_all(tf.math.is_finite(per)), finite)
+    if ok:
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+    return ok
 
 
 def adam(lr: float, l2: float) -> keras.optimizers.Optimizer:
@@ -247,17 +257,14 @@ class Run:
                     + s.spread_weight * tf.reduce_mean(space.spread(out))
                     + s.latent_weight * tf.reduce_mean(tf.square(excess))
                 )
-            grads = tape.gradient(total, variables)
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-            ok = tf.logical_and(tf.reduce_all(tf.math.is_finite(per)), finite)
-            if ok:
-                self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            ok = _apply_if_finite(self.optimizer, tape.gradient(total, variables), variables, per)
             return per, total, ok
 
         return step
 
     def refit_step(self):
-        """Graph of one batch step of the decoder alone, each particle's latent given."""
+        """Graph of one batch step of the decoder alone, each particle's latent given;
+        returns what train_step returns."""
         s, space, grid = self.settings, self.space, self.grid
         variables = self.decoder.trainable_variables
         optimizer = adam(s.lr, s.l2)
@@ -270,11 +277,8 @@ class Run:
                 out = self.decoder(z + s.noise * self.noise.normal(tf.shape(z)), training=True)
                 per = frc_loss(space.to_gmm(out), rot, shift, i_re, i_im, grid, *ctf)
                 total = tf.reduce_mean(per) + s.spread_weight * tf.reduce_mean(space.spread(out))
-            grads = tape.gradient(total, variables)
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-            if tf.logical_and(tf.reduce_all(tf.math.is_finite(per)), finite):
-                optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return tf.reduce_mean(per)
+            ok = _apply_if_finite(optimizer, tape.gradient(total, variables), variables, per)
+            return per, total, ok
 
         return step
 
@@ -297,11 +301,12 @@ def _run_epoch(
     run: Run,
     step,
     particles: ParticleSet,
-    features: Path,
+    inputs: Callable[[np.ndarray], np.ndarray],
     junk: dict[int, str],
     epoch: int,
 ) -> EpochStats:
-    """One pass over the particles in shuffled chunks; grows `junk` (row -> reason)."""
+    """One pass over the particles in shuffled chunks, ``step`` fed ``inputs(rows)`` (the
+    features, or the latents of a refit); grows `junk` (row -> reason)."""
     s = run.settings
     t0 = time.perf_counter()
     total = frc_total = 0.0
@@ -310,7 +315,7 @@ def _run_epoch(
         rows = rows[[r not in junk for r in rows]]
         if len(rows) == 0:
             continue
-        feats = read_rows(features, rows, np.float32)
+        feats = inputs(rows)
         images = particles.images(rows)
         ctf = ctf_amplitude(particles, rows, run.grid) if run.use_ctf else None
         for start in range(0, len(rows), s.batch):
@@ -340,36 +345,26 @@ def _run_epoch(
 
 
 def _refit_decoder(
-    run: Run, particles: ParticleSet, rows: np.ndarray, latent: np.ndarray, cycle: int
+    run: Run, particles: ParticleSet, junk: dict[int, str], latent: np.ndarray, cycle: int
 ) -> None:
-    """The decoder alone, trained for choices.refit_epochs with each particle of
-    ``rows`` at its latent in ``latent``: the models the particles are scored against
-    were fitted to the encoder's noisier latents (docs/validation.md)."""
+    """The decoder alone, trained for choices.refit_epochs with each particle not in
+    ``junk`` at its latent in ``latent`` (one row per such particle, in row order): the
+    models the particles are scored against were fitted to the encoder's noisier latents
+    (docs/validation.md). Particles found junk here stay in the latents written."""
     s = run.settings
+    by_row = np.zeros((particles.n, latent.shape[1]), np.float32)
+    by_row[[r for r in range(particles.n) if r not in junk]] = latent
     step = run.refit_step()
-    epochs = refit_epochs(len(rows))
+    epochs = refit_epochs(particles.n - len(junk))
     for epoch in range(epochs):
-        t0, total, seen = time.perf_counter(), 0.0, 0
-        for order in chunk_order(len(rows), s.chunk, s.seed, s.epochs + cycle * epochs + epoch):
-            chunk_rows, z = rows[order], latent[order]
-            images = particles.images(chunk_rows)
-            ctf = ctf_amplitude(particles, chunk_rows, run.grid) if run.use_ctf else None
-            for start in range(0, len(order), s.batch):
-                sel = slice(start, start + s.batch)
-                batch_rows = chunk_rows[sel]
-                if len(batch_rows) < 2:  # batch normalisation needs two particles
-                    continue
-                i_re, i_im = images_ft(images[sel], run.grid)
-                loss = step(
-                    z[sel],
-                    particles.rotations[batch_rows],
-                    particles.shifts[batch_rows],
-                    i_re,
-                    i_im,
-                    *(() if ctf is None else (ctf[sel],)),
-                )
-                total += float(loss) * len(batch_rows)
-                seen += len(batch_rows)
+        stats = _run_epoch(
+            run,
+            step,
+            particles,
+            lambda rows: by_row[rows],
+            dict(junk),
+            s.epochs + cycle * epochs + epoch,
+        )
         log.info(
             "train %s: decoder refitted to the posterior latents, cycle %d epoch %d/%d, "
             "1-FRC %.5f, %.1f s",
@@ -377,8 +372,8 @@ def _refit_decoder(
             cycle + 1,
             epoch + 1,
             epochs,
-            total / max(seen, 1),
-            time.perf_counter() - t0,
+            stats.frc_loss,
+            stats.seconds,
         )
 
 
@@ -510,7 +505,7 @@ def _write_latent(run: Run, particles: ParticleSet, features: Path, junk: dict, 
 
         latent = scored(latent)
         for cycle in range(s.refit):
-            _refit_decoder(run, particles, good_rows, latent, cycle)
+            _refit_decoder(run, particles, junk, latent, cycle)
             latent = scored(latent)
     frame = pd.DataFrame(latent, columns=[f"z{k}" for k in range(latent.shape[1])])
     frame.insert(0, "index", particles.index[good])
@@ -564,8 +559,12 @@ def train(
         run.save(manager, history, junk)
     loss_path = outdir / "loss.csv"
     step = run.train_step()
+
+    def read_features(rows: np.ndarray) -> np.ndarray:
+        return read_rows(features, rows, np.float32)
+
     for epoch in range(int(run.epoch), settings.epochs):
-        stats = _run_epoch(run, step, particles, features, junk, epoch)
+        stats = _run_epoch(run, step, particles, read_features, junk, epoch)
         log.info(
             "train %s: epoch %d/%d loss %.5f (1-FRC %.5f) %d particles, %d junk, %.1f s (%.0f/s)",
             settings.mode,
