@@ -197,11 +197,13 @@ def test_lasso_selects_the_particles_inside_and_saves_their_star(run, browser_pa
     page = browser_page["page"]
     page.evaluate("explorer.setView('pca'); explorer.setTool('lasso')")
     rows = embedded_rows(run)
-    # A triangle about the particles' mean, reaching as far as the median particle: it
-    # holds particles and leaves particles out however the landscape is shaped.
+    # A triangle about the particle in the densest place, its inscribed circle reaching that
+    # particle's nearest fifth: it holds particles and leaves particles out however the
+    # landscape is shaped (about the mean it can fall in the gap between two clusters).
     pcs = np.column_stack([rows["pc0"], rows["pc1"]]).astype(np.float32).astype(np.float64)
-    centre = pcs.mean(axis=0)
-    reach = np.median(np.linalg.norm(pcs - centre, axis=1))
+    fifth = cKDTree(pcs).query(pcs, k=len(pcs) // 5)[0][:, -1]
+    centre = pcs[np.argmin(fifth)]
+    reach = 2 * fifth.min()
     turns = np.deg2rad([90, 210, 330])
     triangle = centre + reach * np.column_stack([np.cos(turns), np.sin(turns)])
     corners = [page_point(page, x, y) for x, y in triangle]
