@@ -34,11 +34,23 @@ from gmmscape.weighting import ctf_amplitude, frc_setup
 BATCH = 64
 
 
+def with_prior(losses: np.ndarray, centres: np.ndarray, z0: np.ndarray, width: float) -> np.ndarray:
+    """The T 0.3 posterior mean with the encoder's latent as a Gaussian prior over the
+    candidates, of standard deviation `width` times the latents' RMS spread per axis."""
+    sigma = width * np.sqrt(((z0 - z0.mean(axis=0)) ** 2).mean())
+    penalty = ((z0[:, None, :] - centres[None]) ** 2).sum(axis=-1) / (2 * sigma**2)
+    spread = float(np.median(losses.std(axis=1)))
+    log_w = -(losses - losses.min(axis=1, keepdims=True)) / (0.3 * spread) - penalty
+    weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    return (weights / weights.sum(axis=1, keepdims=True)) @ centres
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("system", nargs="?", default="protein_hinge")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--candidates", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--prior", type=float, nargs="*", default=[], help="widths, see with_prior")
     args = parser.parse_args()
     data = prepare(args.system)
     run = trained(data, {"epochs": args.epochs, "candidates": 0}, f"encoder_{args.epochs}")
@@ -82,6 +94,9 @@ def main() -> None:
         for temperature in (0.3, 1.0, 3.0):
             rho = best_axis_rho(data, index, posterior_mean(losses, centres, temperature))
             print(f"  weighted mean, T {temperature}: rho {rho:.3f}", flush=True)
+        for width in args.prior:
+            rho = best_axis_rho(data, index, with_prior(losses, centres, z0, width))
+            print(f"  weighted mean, T 0.3, encoder prior {width}: rho {rho:.3f}", flush=True)
     for steps, size in ((20, 0.02), (40, 0.05)):
         start = time.time()
         refined = z0.copy()

@@ -48,6 +48,7 @@ from .importer import table_poses
 from .io.common import CTF_STATES
 from .io.mrc import MrcStack, write_map
 from .io.stacks import ImageStack, read_sources
+from .scatter import items_of
 from .table import EVEN, ODD, ROTATION_COLUMNS, alternating_subsets
 
 INTERPOLATIONS = ("trilinear", "nearest")
@@ -420,12 +421,16 @@ def write_half_maps(result: HalfMapResult, stem: str | os.PathLike, apix: float)
     result.fsc.to_csv(stem.with_name(f"{stem.name}_fsc.csv"), index=False)
 
 
+CLASS_COLUMNS = ["cluster", "particles", "resolution_0.143", "resolution_0.5", "map"]
+
+
 def reconstruct_classes(
     landscape: pd.DataFrame,
     table: pd.DataFrame,
     source: ImageSource,
     outdir: str | os.PathLike,
     *,
+    part: tuple[int, int] = (0, 1),
     wiener: float = 1e-3,
     mask: np.ndarray | None = None,
     chunk: int = 256,
@@ -434,35 +439,34 @@ def reconstruct_classes(
 ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
     """Map, half maps and FSC of every class of a landscape table (``index``, ``cluster``)
     into outdir as class_KK*.mrc / class_KK_fsc.csv. Unassigned particles (-1: hdbscan
-    outliers, junk) and classes of a single particle (no half maps) are skipped.
+    outliers, junk) and classes of a single particle (no half maps) are skipped. With
+    ``part`` (p, P) only the classes p, p + P, ... in order are made (one job of a
+    scatter, gmmscape.scatter); each class is its own pass over its particles, so its
+    maps are the same bytes whichever job makes them.
 
-    Returns the class table (cluster, particles, resolution_0.143, resolution_0.5, map)
-    and each class's FSC table.
+    Returns the class table (CLASS_COLUMNS) and each class's FSC table.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     sizes = landscape.loc[landscape["cluster"] >= 0, "cluster"].value_counts()
     classes = sorted(sizes.index[sizes >= 2])
-    if progress is not None and len(classes) < len(sizes):
+    if progress is not None and len(classes) < len(sizes) and part[0] == 0:
         progress(f"classes of one particle, skipped: {sorted(sizes.index[sizes < 2])}")
     rows = table_rows(table, landscape["index"].to_numpy(), copies(landscape))
-    sets = [rows[landscape["cluster"].to_numpy() == k] for k in classes]
-    results = reconstruct_with_halves(
-        table, source, sets, wiener=wiener, mask=mask, chunk=chunk,
-        interpolation=interpolation, progress=progress,
-    )  # fmt: skip
-    summary = []
-    for k, result in zip(classes, results, strict=True):
+    clusters = landscape["cluster"].to_numpy()
+    summary, fsc = [], {}
+    for k in (classes[i] for i in items_of(len(classes), part)):
+        if progress is not None:
+            progress(f"class {k}: {int(sizes[k])} particles")
+        (result,) = reconstruct_with_halves(
+            table, source, [rows[clusters == k]], wiener=wiener, mask=mask, chunk=chunk,
+            interpolation=interpolation, progress=progress,
+        )  # fmt: skip
         stem = outdir / f"class_{k:02d}"
         write_half_maps(result, stem, source.apix)
         summary.append(
-            {
-                "cluster": int(k),
-                "particles": result.n_particles,
-                "resolution_0.143": result.resolution(0.143),
-                "resolution_0.5": result.resolution(0.5),
-                "map": stem.with_suffix(".mrc").name,
-            }
-        )
-    fsc = {int(k): r.fsc for k, r in zip(classes, results, strict=True)}
-    return pd.DataFrame(summary), fsc
+            [int(k), result.n_particles, result.resolution(0.143), result.resolution(0.5),
+             stem.with_suffix(".mrc").name]
+        )  # fmt: skip
+        fsc[int(k)] = result.fsc
+    return pd.DataFrame(summary, columns=CLASS_COLUMNS), fsc

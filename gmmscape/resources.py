@@ -169,6 +169,8 @@ STAGES: dict[str, Stage] = {
         1, lambda s: 120 + _reconstruct_seconds(s, 1.0), lambda s: 1500 + _volumes_mb(s.box)
     ),
     "landscape_subsets": Stage(1, lambda s: 120 + s.particles / 1e4, lambda s: 1000),
+    # the class and trajectory maps of the parts copied together (40 volumes at 200 MB/s)
+    "gather": Stage(1, lambda s: 60 + _volumes_mb(s.box, 40) / 200, lambda s: 1000),
     "landscape_explorer": Stage(1, _fixed(600), lambda s: 2000 + s.particles * 0.001),
     "reproducibility": Stage(1, _fixed(600), lambda s: 1500 + _volumes_mb(s.box, 40)),
     "summary": Stage(1, _fixed(120), lambda s: 1000),

@@ -165,6 +165,7 @@ MASK = out("demo/mask.mrc") if DEMO else config["mask"]
 wildcard_constraints:
     half="|".join(HALVES),
     level="|".join(str(k) for k in range(N_LEVELS)),
+    part=r"\d+",
 
 
 def train_run(path):

@@ -82,14 +82,49 @@ rule landscape_embed:
         "../scripts/landscape_embed.py"
 
 
-rule landscape_classes:
+# Class maps and trajectory maps are split over landscape.reconstruct.jobs jobs each (job
+# p does items p, p + jobs, ...: gmmscape.scatter), run side by side on a cluster, then
+# gathered into classes/ and trajectories/: the same bytes as one job. The number of
+# classes is known only after the landscape; the trajectories' at most from the config.
+CLASS_JOBS = LANDSCAPE["reconstruct"]["jobs"]
+TRAJECTORY_COUNT = (
+    LANDSCAPE["trajectory"]["components"]
+    + len(REGIONS)
+    + len(LANDSCAPE["trajectory"]["lines"] or {})
+    + len(LANDSCAPE["trajectory"]["circles"] or {})
+)
+TRAJECTORY_JOBS = max(1, min(CLASS_JOBS, TRAJECTORY_COUNT))
+
+
+rule landscape_classes_part:
     input:
         latent=out("landscape/{run}/latent.csv"),
-        counts=out("landscape/{run}/clusters.csv"),
         table=posed_run_table,  # import/particles.csv, or the last refinement round's
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         mask=optional(FSC_MASK),
+    output:
+        part=temp(directory(out("landscape/{run}/parts/classes_{part}"))),
+    params:
+        reconstruct=LANDSCAPE["reconstruct"],
+        parts=CLASS_JOBS,
+    log:
+        out("logs/landscape_classes_part/{run}_{part}.log"),
+    benchmark:
+        out("benchmarks/landscape_classes_part/{run}_{part}.tsv")
+    threads: cpus("landscape_classes")
+    resources:
+        **sized("landscape_classes", parts=CLASS_JOBS),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_classes_part.py"
+
+
+rule landscape_classes:
+    input:
+        parts=expand(out("landscape/{{run}}/parts/classes_{part}"), part=range(CLASS_JOBS)),
+        counts=out("landscape/{run}/clusters.csv"),
     output:
         maps=directory(out("landscape/{run}/classes")),
         table=report(
@@ -106,15 +141,13 @@ rule landscape_classes:
             subcategory="{run}",
             labels={"run": "{run}", "figure": "half-map FSC"},
         ),
-    params:
-        reconstruct=LANDSCAPE["reconstruct"],
     log:
         out("logs/landscape_classes/{run}.log"),
     benchmark:
         out("benchmarks/landscape_classes/{run}.tsv")
-    threads: cpus("landscape_classes")
+    threads: 1
     resources:
-        **sized("landscape_classes"),
+        **sized("gather"),
     conda:
         "../envs/gmmscape.yaml"
     script:
@@ -145,7 +178,7 @@ rule landscape_subsets:
         "../scripts/landscape_subsets.py"
 
 
-rule landscape_trajectories:
+rule landscape_trajectories_part:
     input:
         latent=out("landscape/{run}/latent.csv"),
         decoder=out("train/{run}/decoder.keras"),
@@ -154,6 +187,32 @@ rule landscape_trajectories:
         stack=out("import/stack.mrcs"),
         meta=out("import/meta.json"),
         regions=list(REGIONS.values()),
+    output:
+        part=temp(directory(out("landscape/{run}/parts/trajectories_{part}"))),
+    params:
+        trajectory=LANDSCAPE["trajectory"],
+        reconstruct=LANDSCAPE["reconstruct"],
+        regions=list(REGIONS),
+        apix=config["apix"],
+        parts=TRAJECTORY_JOBS,
+    log:
+        out("logs/landscape_trajectories_part/{run}_{part}.log"),
+    benchmark:
+        out("benchmarks/landscape_trajectories_part/{run}_{part}.tsv")
+    threads: cpus("landscape_trajectories")
+    resources:
+        **sized("landscape_trajectories", parts=TRAJECTORY_JOBS),
+    conda:
+        "../envs/gmmscape.yaml"
+    script:
+        "../scripts/landscape_trajectories_part.py"
+
+
+rule landscape_trajectories:
+    input:
+        parts=expand(
+            out("landscape/{{run}}/parts/trajectories_{part}"), part=range(TRAJECTORY_JOBS)
+        ),
     output:
         trajectories=report(
             directory(out("landscape/{run}/trajectories")),
@@ -164,18 +223,13 @@ rule landscape_trajectories:
             labels={"run": "{run}", "trajectory": "{name}"},
         ),
         table=out("landscape/{run}/trajectories.csv"),
-    params:
-        trajectory=LANDSCAPE["trajectory"],
-        reconstruct=LANDSCAPE["reconstruct"],
-        regions=list(REGIONS),
-        apix=config["apix"],
     log:
         out("logs/landscape_trajectories/{run}.log"),
     benchmark:
         out("benchmarks/landscape_trajectories/{run}.tsv")
-    threads: cpus("landscape_trajectories")
+    threads: 1
     resources:
-        **sized("landscape_trajectories"),
+        **sized("gather"),
     conda:
         "../envs/gmmscape.yaml"
     script:

@@ -96,8 +96,10 @@ def test_slurm_dry_run_plans_every_job_with_resources(tmp_path):
         "features": per_half,
         "train": per_half,
         "landscape_embed": per_half,
+        "landscape_classes_part": 4 * per_half,  # landscape.reconstruct.jobs
         "landscape_classes": per_half,
         "landscape_subsets": per_half,
+        "landscape_trajectories_part": 3 * per_half,  # PC1, PC2 and the demo's region
         "landscape_trajectories": per_half,
         "landscape_explorer": per_half,
         "consensus_halves": 1,
@@ -148,7 +150,7 @@ def test_dry_run_of_300k_particles_requests_resources_from_the_formulas(tmp_path
         "features_part": ("features", resources.share(scale, 6)),
         "features": ("features_gather", scale),
         "train": ("train", scale),
-        "landscape_classes": ("landscape_classes", scale),
+        "landscape_classes_part": ("landscape_classes", resources.share(scale, 4)),
         "import_particles": ("import_particles", scale),
     }
     for rule, (stage, size) in stages.items():
@@ -316,6 +318,7 @@ def test_a_new_mode_or_an_unrelated_key_reruns_only_what_depends_on_it(tiny_run,
     finished = ("mode=all,", "run=all_all")
     assert not {j for j in added if any(f in j for f in finished)}, added
     assert {j.split()[0] for j in added} <= {
-        "train", "landscape_embed", "landscape_classes", "landscape_subsets",
-        "landscape_trajectories", "landscape_explorer", "summary", "all",
+        "train", "landscape_embed", "landscape_classes_part", "landscape_classes",
+        "landscape_subsets", "landscape_trajectories_part", "landscape_trajectories",
+        "landscape_explorer", "summary", "all",
     }  # fmt: skip

@@ -26,6 +26,7 @@ from gmmscape.reconstruct import (
     reconstruct_with_halves,
     table_rows,
 )
+from gmmscape.scatter import gather, write_part_table
 from gmmscape.simulate import simulate
 from gmmscape.table import ROTATION_COLUMNS
 
@@ -177,3 +178,35 @@ def test_reconstruction_of_one_simulated_state_reproduces_its_true_map(simulated
     assert min_fsc_to(result.full, true_map, true_apix) >= 0.9
     with mrcfile.open(tmp_path / "class_00_half1.mrc") as mrc:
         assert float(mrc.voxel_size.x) == pytest.approx(6.0)
+
+
+def test_classes_made_by_several_jobs_and_gathered_equal_those_of_one_job(simulated, tmp_path):
+    """Three classes (one of them a single particle, skipped) made by two scatter jobs and
+    gathered: the same files with the same values, bit for bit, and the same class table as one job; a job
+    left without a class still writes its (empty) table."""
+    paths, import_dir = simulated
+    table, meta = load_table(import_dir / "particles.csv"), load_meta(import_dir / "meta.json")
+    source = cropped_source(import_dir / "stack.mrcs", meta)
+    truth = pd.read_csv(paths["ground_truth"])
+    landscape = pd.DataFrame({"index": truth["index"], "cluster": truth["state"] % 3})
+    landscape.loc[landscape["cluster"] == 2, "cluster"] = [2] + [0] * (
+        int((landscape["cluster"] == 2).sum()) - 1
+    )
+    one, _ = reconstruct_classes(landscape, table, source, tmp_path / "one")
+    assert one["cluster"].tolist() == [0, 1]
+    parts = [tmp_path / f"part_{p}" for p in range(3)]
+    for p, folder in enumerate(parts):
+        summary, _ = reconstruct_classes(landscape, table, source, folder, part=(p, 3))
+        assert summary["cluster"].tolist() == ([[0], [1], []][p])
+        write_part_table(summary, summary["cluster"], folder)
+    gathered = gather(parts, tmp_path / "gathered")
+    pd.testing.assert_frame_equal(gathered, one)
+    names = sorted(f.name for f in (tmp_path / "one").iterdir())
+    assert names == sorted(f.name for f in (tmp_path / "gathered").iterdir())
+    assert len(names) == 8  # map, two half maps, FSC table per class
+    for name in names:  # an MRC header's only difference is its creation time
+        one_file, gathered_file = tmp_path / "one" / name, tmp_path / "gathered" / name
+        if name.endswith(".mrc"):
+            np.testing.assert_array_equal(read_map(one_file)[0], read_map(gathered_file)[0])
+        else:
+            assert one_file.read_bytes() == gathered_file.read_bytes()
