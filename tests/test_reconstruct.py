@@ -181,9 +181,9 @@ def test_reconstruction_of_one_simulated_state_reproduces_its_true_map(simulated
 
 
 def test_classes_made_by_several_jobs_and_gathered_equal_those_of_one_job(simulated, tmp_path):
-    """Three classes (one of them a single particle, skipped) made by two scatter jobs and
-    gathered: the same files with the same values, bit for bit, and the same class table as one job; a job
-    left without a class still writes its (empty) table."""
+    """Three classes (one of them a single particle, skipped) made by three scatter jobs
+    and gathered: the same files with the same values, bit for bit, and the same class
+    table as one job; the job left without a class still writes its (empty) table."""
     paths, import_dir = simulated
     table, meta = load_table(import_dir / "particles.csv"), load_meta(import_dir / "meta.json")
     source = cropped_source(import_dir / "stack.mrcs", meta)
