@@ -103,9 +103,14 @@ def kmeans2_ari(z: np.ndarray, composition: np.ndarray) -> float:
     return float(adjusted_rand_score(composition, two))
 
 
-def oracle_score(sim_dir: str | Path) -> dict[str, float]:
-    """The ceiling: the oracle's rank correlation and composition accuracy."""
-    table = pd.read_csv(Path(sim_dir) / "oracle.csv")
+def oracle_score(sim_dir: str | Path, res_hi: float | None = None) -> dict[str, float]:
+    """The ceiling: the oracle's rank correlation and composition accuracy (with res_hi,
+    within that band: the ceiling of a training band, made once per band)."""
+    name = "oracle.csv" if res_hi is None else f"oracle_{res_hi:.2f}A.csv"
+    path = Path(sim_dir) / name
+    if not path.is_file():
+        oracle(sim_dir, limit=ORACLE_PARTICLES, res_hi=res_hi).to_csv(path, index=False)
+    table = pd.read_csv(path)
     return {
         "rho": float(spearmanr(table["coordinate"], table["oracle_coordinate"])[0]),
         "composition_accuracy": float((table["composition"] == table["oracle_composition"]).mean()),

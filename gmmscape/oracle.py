@@ -6,7 +6,8 @@ any method can do is choose, per particle, the model m minimising
     sum_k w_k |X_k - CTF_k P_m,k|^2
 
 over the whole Fourier grid (w: the half-plane pair weights), the maximum-likelihood
-state. Its recovery scores (rank correlation of the coordinate, accuracy of the
+state. Limited to a band (``res_hi``), it is the ceiling of a method that sees only
+that band: how much of the motion a training band leaves out. Its recovery scores (rank correlation of the coordinate, accuracy of the
 composition) bound what a heterogeneity method can reach on that set. Gaussians
 identical in every model are projected once per particle, and each group of Gaussians
 that varies together once per configuration it takes.
@@ -59,10 +60,12 @@ def best_models(
     shift: np.ndarray,
     ctf: CTFParams,
     apix: float,
+    res_hi: float | None = None,
 ) -> np.ndarray:
-    """(B,) index of the model (M, N, 5) that best explains each image (B, b, b)."""
+    """(B,) index of the model (M, N, 5) that best explains each image (B, b, b) within
+    the band up to res_hi Angstrom (None: Nyquist)."""
     box = images.shape[-1]
-    grid = FourierGrid(box, apix)
+    grid = FourierGrid(box, apix, None, res_hi)
     c = grid.crop(ctf_2d(ctf, box, apix)).astype(np.float64)
     x_re, x_im = images_ft(images, grid)
     x = x_re.astype(np.float64) + 1j * x_im
@@ -80,10 +83,13 @@ def best_models(
     return cost.argmin(axis=0)
 
 
-def oracle(sim_dir: str | Path, limit: int | None = None, chunk: int = 64) -> pd.DataFrame:
+def oracle(
+    sim_dir: str | Path, limit: int | None = None, chunk: int = 64, res_hi: float | None = None
+) -> pd.DataFrame:
     """Per particle of a simulated data set: index, the true state/coordinate/composition
     and the oracle's (``oracle_state``, ``oracle_coordinate``, ``oracle_composition``);
-    with ``limit``, for that many particles drawn at random (a ceiling's estimate)."""
+    with ``limit``, for that many particles drawn at random (a ceiling's estimate); with
+    ``res_hi``, the ceiling within that band."""
     sim_dir = Path(sim_dir)
     truth = pd.read_csv(sim_dir / "ground_truth.csv")
     names = sorted(p.stem for p in (sim_dir / "truth_gmm").glob("state_*.npy"))
@@ -116,7 +122,7 @@ def oracle(sim_dir: str | Path, limit: int | None = None, chunk: int = 64) -> pd
         rot = relion_to_matrix(part["rlnAngleRot"], part["rlnAngleTilt"], part["rlnAnglePsi"])
         shift = -part[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64) / apix
         ctf = CTFParams.from_table(ctf_table.iloc[rows].assign(phase_shift=0.0, bfactor=0.0))
-        best[at] = best_models(models, stack.read(rows), rot, shift, ctf, apix)
+        best[at] = best_models(models, stack.read(rows), rot, shift, ctf, apix, res_hi)
         if start // chunk % 4 == 0:
             log.info("oracle: %d/%d particles", at[-1] + 1, len(picked))
     state = model_state[best]

@@ -88,6 +88,23 @@ def test_best_models_matches_a_brute_force_choice():
          .sum(axis=(1, 2)) for m in models]
     ).argmin(0)  # fmt: skip
     assert (best_models(models, noisy, rot, shift, ctf, 2.0) == brute).all()
+    # within a band: the real-space error of images low-passed to that band (rings 1-12
+    # of box 64 at 2 A/px: 10.7 A), which at this noise picks other models than the whole
+    # grid does
+    ring = np.rint(np.hypot(*np.meshgrid(*[np.fft.fftfreq(64) * 64] * 2, indexing="ij")))
+    noisier = images + rng.normal(0, images.std() * 12, images.shape).astype(np.float32)
+
+    def errors(low_pass):
+        return np.stack(
+            [(low_pass(noisier - clean_particles(np.repeat(m[None], 8, 0), rot, shift, ctf,
+                                                 64, 2.0)) ** 2).sum(axis=(1, 2))
+             for m in models]
+        )  # fmt: skip
+
+    band = errors(lambda x: np.fft.ifft2(np.fft.fft2(x) * ((ring >= 1) & (ring <= 12))).real)
+    assert (band.argmin(0) != errors(lambda x: x).argmin(0)).any()
+    chosen = best_models(models, noisier, rot, shift, ctf, 2.0, res_hi=64 * 2.0 / 12)
+    assert (chosen == band.argmin(0)).all()
 
 
 @pytest.mark.slow
