@@ -6,8 +6,7 @@ any method can do is choose, per particle, the model m minimising
     sum_k w_k |X_k - CTF_k P_m,k|^2
 
 over the whole Fourier grid (w: the half-plane pair weights), the maximum-likelihood
-state. Limited to a band (``res_hi``), it is the ceiling of a method that sees only
-that band: how much of the motion a training band leaves out. Its recovery scores (rank correlation of the coordinate, accuracy of the
+state. Its recovery scores (rank correlation of the coordinate, accuracy of the
 composition) bound what a heterogeneity method can reach on that set. Gaussians
 identical in every model are projected once per particle, and each group of Gaussians
 that varies together once per configuration it takes.
