@@ -9,7 +9,8 @@ over the whole Fourier grid (w: the half-plane pair weights), the maximum-likeli
 state. Its recovery scores (rank correlation of the coordinate, accuracy of the
 composition) bound what a heterogeneity method can reach on that set. Gaussians
 identical in every model are projected once per particle, and each group of Gaussians
-that varies together once per configuration it takes.
+that varies together once per configuration it takes. Limited to a band (``res_hi``),
+it is the ceiling of a method that sees only that band: what a training band leaves out.
 """
 
 from __future__ import annotations
