@@ -117,6 +117,13 @@ def score_latents(
 ) -> np.ndarray:
     """The posterior-mean latents (n, d) of the particles ``rows`` whose encoder latents
     are ``latent`` (n, d); ``decode`` maps latent points (K, d) to GMMs (K, N, 5)."""
+    if len(np.unique(latent, axis=0)) < 2:
+        log.warning(
+            "train: every particle's latent is the same point, so the training separated "
+            "nothing (if loss.csv stayed flat, it never started: rerun with another seed or "
+            "a coarser train.res_hi); nothing to score"
+        )
+        return latent
     t0 = time.perf_counter()
     centres = candidate_points(latent, candidates, seed)
     models = decode(centres)

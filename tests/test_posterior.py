@@ -91,3 +91,19 @@ def test_scoring_against_decoded_models_recovers_the_motion_a_noisy_encoder_lost
     print(f"noisy latent rho {before:.3f} -> posterior mean {after:.3f}")
     assert before < 0.7  # measured 0.574
     assert after > 0.9  # measured 0.952
+
+
+def test_a_collapsed_latent_is_reported_and_left_as_it_is(linear, caplog):
+    """A training that never started gives every particle the same latent: scoring one
+    candidate would change nothing, so it is skipped and the log says why."""
+    _, particles, rows, _, grid = linear
+
+    def decode(z):
+        raise AssertionError("nothing to decode")
+
+    same = np.full((N, 4), 0.25, np.float32)
+    out = score_latents(
+        same, decode, particles, rows, grid, True, candidates=8, temperature=0.3, seed=0
+    )
+    np.testing.assert_array_equal(out, same)
+    assert "every particle's latent is the same point" in caplog.text
