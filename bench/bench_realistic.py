@@ -69,8 +69,8 @@ def main() -> None:
             result = {"system": system, "run": run.name, "seconds": round(seconds)}
             result |= score(run, sim)
             result["oracle"] = oracle_score(sim)
-            band = yaml.safe_load((outdir / "choices.yaml").read_text())["train.res_hi"]["value"]
-            result["oracle_in_band"] = oracle_score(sim, band)
+            choices = yaml.safe_load((outdir / "choices.yaml").read_text())["settings"]
+            result["oracle_in_band"] = oracle_score(sim, choices["train.res_hi"]["value"])
             print(json.dumps(result), flush=True)
 
 
