@@ -117,16 +117,16 @@ def score_latents(
 ) -> np.ndarray:
     """The posterior-mean latents (n, d) of the particles ``rows`` whose encoder latents
     are ``latent`` (n, d); ``decode`` maps latent points (K, d) to GMMs (K, N, 5)."""
-    if len(np.unique(latent, axis=0)) < 2:
-        log.warning(
-            "train: every particle's latent is the same point, so the training separated "
-            "nothing (if loss.csv stayed flat, it never started: rerun with another seed or "
-            "a coarser train.res_hi); nothing to score"
-        )
-        return latent
     t0 = time.perf_counter()
     centres = candidate_points(latent, candidates, seed)
     models = decode(centres)
+    if len(centres) < 2 or np.ptp(models, axis=0).max() == 0:
+        log.warning(
+            "train: the decoder's models do not change with the latent, so the training "
+            "separated nothing (if loss.csv stayed flat, it never started: rerun with "
+            "another seed or a coarser train.res_hi); the encoder's latents are kept"
+        )
+        return latent
     log.info(
         "train: scoring %d particles against %d decoded candidate models", len(rows), len(centres)
     )

@@ -93,17 +93,22 @@ def test_scoring_against_decoded_models_recovers_the_motion_a_noisy_encoder_lost
     assert after > 0.9  # measured 0.952
 
 
-def test_a_collapsed_latent_is_reported_and_left_as_it_is(linear, caplog):
-    """A training that never started gives every particle the same latent: scoring one
-    candidate would change nothing, so it is skipped and the log says why."""
-    _, particles, rows, _, grid = linear
+def test_a_decoder_that_ignores_the_latent_is_reported_and_nothing_is_scored(linear, caplog):
+    """A training that never started (its decoder's ReLUs dead, seen at a 6 A band on the
+    realistic set) decodes every latent point to the same model: scoring would give every
+    particle the plain mean of the candidates, one point, so the encoder's latents are
+    kept and the log says why. The same for latents that are all one point."""
+    root, particles, rows, _, grid = linear
+    neutral = PathDecoder(root)(np.zeros((1, 1), np.float32))
 
-    def decode(z):
-        raise AssertionError("nothing to decode")
+    def dead(z):
+        return np.repeat(neutral, len(z), axis=0)
 
-    same = np.full((N, 4), 0.25, np.float32)
-    out = score_latents(
-        same, decode, particles, rows, grid, True, candidates=8, temperature=0.3, seed=0
-    )
-    np.testing.assert_array_equal(out, same)
-    assert "every particle's latent is the same point" in caplog.text
+    varied = np.random.default_rng(0).normal(0, 0.1, (N, 4)).astype(np.float32)
+    for latent, decode in ((varied, dead), (np.full((N, 4), 0.25, np.float32), PathDecoder(root))):
+        caplog.clear()
+        out = score_latents(
+            latent, decode, particles, rows, grid, True, candidates=8, temperature=0.3, seed=0
+        )
+        np.testing.assert_array_equal(out, latent)
+        assert "the decoder's models do not change with the latent" in caplog.text
