@@ -11,15 +11,15 @@ holds. So the settings that depend on the data are chosen from it:
   ring weighted alike, so a ring where a single particle's expected FRC is below the
   ring's own noise adds noise to every gradient. The half maps' FSC gives a single
   particle's spectral SNR per shell (``particle_ring_snr``); the band ends at the last
-  shell where the expected FRC exceeds ``RING_SNR`` (0.7) times the noise, bounded to
+  shell where the expected FRC exceeds ``RING_SNR`` (0.4) times the noise, bounded to
   [``MIN_BAND``, ``MAX_BAND``] A;
 - **training box** (``box``): the smallest even box whose Nyquist lies at
   ``NYQUIST_MARGIN`` of the band (so the band's top rings are not the box edge), at
   least ``MIN_BOX`` and at most the particles' box;
 - **neutral GMM** (``gmm.target_resolution``, ``gmm.target_n`` and the first level):
-  the GMM is fitted to the band's resolution d, with one Gaussian per (d/3)^3 of the
+  the GMM is fitted to the band's resolution d, with one Gaussian per (0.45 d)^3 of the
   molecule's volume (the voxels of the consensus map above a noise-derived threshold,
-  or inside the mask): the sampling a map needs at 1.5x Nyquist; the first level has
+  or inside the mask): about the sampling a map needs at Nyquist; the first level has
   1/8 of them at 2.5 d, so every derived build has ``LEVELS`` levels;
 - **epochs** (``train.epochs``): about ``VISITS`` particle visits in all, within
   [``MIN_EPOCHS``, ``MAX_EPOCHS``], so small data sets train long enough and large
@@ -60,15 +60,18 @@ from .table import EVEN, ODD
 log = logging.getLogger(__name__)
 
 HALF_PARTICLES = 2_500  # per half, for the half maps reconstructed here
-# Band edge: one particle's expected ring FRC / the FRC's noise. On the realistic
-# benchmark (docs/validation.md) bands finer than where the ratio is 1 still helped
-# (8.5 A: motion rho 0.784, 10.7 A: 0.738, 14 A: 0.718), so rings down to 0.7 count.
-RING_SNR = 0.7
+# Band edge: one particle's expected ring FRC / the FRC's noise. The loss weighs each
+# ring by its SNR (gmmscape.weighting), so rings below their noise still add motion: on
+# the realistic benchmark's full-size hinge set (docs/validation.md) a 6 A band (ratio
+# ~0.4) reached motion rho 0.886 where 8 A (0.7) reached 0.854 and 10.7 A (1.0) 0.738.
+RING_SNR = 0.4
 MAX_FSC = 0.9999  # FSC estimates this close to 1 carry no further information
 MIN_BAND, MAX_BAND = 4.0, 40.0  # Angstrom
-NYQUIST_MARGIN = 0.75  # the band's top ring at this fraction of Nyquist
+NYQUIST_MARGIN = 0.95  # the band's top ring at this fraction of Nyquist
 MIN_BOX = 32
-GAUSSIAN_SPACING = 1.0 / 3.0  # of the resolution
+# Of the resolution. At d/3 (1.5x Nyquist) the 6 A band of the full-size hinge set would
+# take 6,650 Gaussians; 2,560 (0.44 d) reached the rho above at the 8 A run's cost.
+GAUSSIAN_SPACING = 0.45
 MIN_GAUSSIANS, MAX_GAUSSIANS = 128, 16384
 LEVELS = 4  # first level: target_n / 2^(LEVELS-1)
 START_FACTOR = 2.5  # first level's resolution / target resolution
