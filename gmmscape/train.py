@@ -76,7 +76,7 @@ class TrainSettings:
     res_lo: float | None = None  # Angstrom; None: from Fourier ring 1
     res_hi: float | None = None  # Angstrom; None: to Nyquist
     frc_weights: str = "flat"  # flat: the paper's FRC; snr: gmmscape.weighting
-    pretrain_steps: int = 200  # decoder pre-training steps (latent 0 -> neutral)
+    pretrain_steps: int = 200  # decoder pre-training steps (latent 0 + noise -> neutral)
     encoder_init: float = 1e-3  # std of the encoder's output weights: latents start near 0
     hidden: tuple[int, ...] = field(default=(512, 512, 512))
     dropout: float = 0.3
@@ -219,23 +219,25 @@ class Run:
         manager.save()
 
     def pretrain(self) -> float:
-        """Latent 0 -> the neutral model (the paper's first step): regress network-space
-        parameters at the single point 0, batch normalisation at its running statistics.
+        """Latent 0 plus the noise -> the neutral model, at the training's learning rate.
 
-        Regressing noisy latents onto the one neutral model instead teaches the decoder to
-        ignore its input: in measured runs it drove the last hidden layer's ReLUs to zero
-        for every latent, and a decoder dead that way never recovers (docs/validation.md).
+        Batch normalisation scales whatever spread the latent noise gives the hidden units
+        up to unit variance, so an untrained decoder answers the noise with models of full
+        size: pre-training quiets it (the paper's "neutral model from a zero latent"). At
+        ten times the learning rate it went too far: the last hidden layer's spread fell
+        70-fold, below batch normalisation's epsilon, and one run in three at a fine band
+        never trained (docs/validation.md).
         """
         s = self.settings
         target = tf.constant(self.space.targets()[None])
         variables = self.decoder.trainable_variables
-        optimizer = adam(s.lr * 10, s.l2)
-        zero = tf.zeros([1, s.latent_dim])
+        optimizer = adam(s.lr, s.l2)
 
         @tf.function
         def step():
+            z = s.noise * self.noise.normal([s.batch, s.latent_dim])
             with tf.GradientTape() as tape:
-                out = self.decoder(zero, training=False)
+                out = self.decoder(z, training=True)
                 loss = tf.reduce_mean(tf.square(out - target))
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
             return loss
