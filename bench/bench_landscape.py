@@ -97,7 +97,8 @@ def stage(name: str, folder: Path) -> dict:
             times[method] = time.perf_counter() - start
             times[f"{method}_clusters"] = model.n_clusters_
     else:
-        from gmmscape.reconstruct import cropped_source, reconstruct_with_halves
+        from gmmscape.images import cropped_source
+        from gmmscape.reconstruct import reconstruct_with_halves
 
         table = pd.read_csv(folder / "particles.csv")
         source = cropped_source(

@@ -26,9 +26,10 @@ import pandas as pd
 
 from gmmscape import phantoms
 from gmmscape.fsc import fsc_table, resolution_at
+from gmmscape.images import ImageSource, cropped_source
 from gmmscape.importer import import_particles, load_meta, load_table
 from gmmscape.projection import density
-from gmmscape.reconstruct import ImageSource, cropped_source, reconstruct_with_halves
+from gmmscape.reconstruct import reconstruct_with_halves
 from gmmscape.reproducibility import expected_fsc, fsc_at
 from gmmscape.simulate import simulate
 

@@ -30,11 +30,11 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=2000)
     args = parser.parse_args()
 
+    from gmmscape.images import cropped_source
     from gmmscape.importer import import_particles, load_table
     from gmmscape.io import read_map
     from gmmscape.io.mrc import MrcStack
     from gmmscape.preflight import HYPOTHESES, check_conventions, map_at_box
-    from gmmscape.reconstruct import cropped_source
     from gmmscape.simulate import simulate
     from gmmscape.table import ROTATION_COLUMNS
 

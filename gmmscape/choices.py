@@ -50,11 +50,12 @@ import yaml
 
 from .errors import InputError
 from .fsc import SpectralSNR, fsc_table, resolution_at
+from .images import original_source
 from .importer import read_table
 from .io.common import atomic_output
 from .io.mrc import read_map
 from .masks import fsc_mask, mask_at_box, molecule_mask
-from .reconstruct import original_source, reconstruct_with_halves
+from .reconstruct import reconstruct_with_halves
 from .table import EVEN, ODD
 
 log = logging.getLogger(__name__)

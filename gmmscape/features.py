@@ -407,7 +407,7 @@ def open_features(path: str | os.PathLike, gmm: np.ndarray, particles: ParticleS
     if info.box != particles.box or not np.isclose(info.apix, particles.apix, rtol=1e-4):
         raise InputError(
             f"{path}: features were computed at box {info.box}, {info.apix:.4g} A/pixel; "
-            f"the stack {particles.stack.path} has box {particles.box}, "
+            f"the stack {particles.stack} has box {particles.box}, "
             f"{particles.apix:.4g} A/pixel"
         )
     shape = np.load(path, mmap_mode="r").shape

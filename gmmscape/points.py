@@ -23,7 +23,8 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from .errors import InputError
-from .reconstruct import ImageSource, reconstruct_with_halves, write_half_maps
+from .images import ImageSource
+from .reconstruct import reconstruct_with_halves, write_half_maps
 from .trajectory import LatentDecoder, Trajectory, nearest_particles, neighbourhood_radius
 
 _NAMED = re.compile(r"^(pc|z)(\d+)$")

@@ -37,10 +37,11 @@ import pandas as pd
 from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fsc import fsc_curve
+from .images import ImageSource, cropped_source
 from .importer import load_meta, load_table
 from .io import atomic_output
 from .io.mrc import read_volume
-from .reconstruct import FourierVolume, ImageSource, SliceSamples, cropped_source
+from .reconstruct import FourierVolume, SliceSamples
 from .table import ROTATION_COLUMNS
 
 MARGIN = 0.1  # mean FSC by which a mistake must beat the stated conventions

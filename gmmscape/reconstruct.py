@@ -44,10 +44,9 @@ from .ctf import CTFParams, ctf_2d
 from .errors import InputError
 from .fourier import check_box, to_fourier
 from .fsc import fsc_table, resolution_at, shell_weights
-from .importer import table_poses
+from .images import ImageSource, cropped_source, original_source
 from .io.common import CTF_STATES
-from .io.mrc import MrcStack, write_map
-from .io.stacks import ImageStack, read_sources
+from .io.mrc import write_map
 from .scatter import items_of
 from .table import EVEN, ODD, ROTATION_COLUMNS, alternating_subsets
 
@@ -201,67 +200,6 @@ class SliceSamples:
             np.concatenate([value, value[mate].conj()]),
             np.concatenate([weight, weight[mate]]),
         )
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """Where a table's particle images come from: box, pixel size, what they hold, reader.
-
-    ``read(rows)`` returns the images of a slice of the canonical table in its order;
-    ``shifts(rows)`` their shifts (n, 2) in pixels of this box; ``images_ctf`` is
-    raw, flipped or premultiplied (io.common.CTF_STATES).
-    """
-
-    box: int
-    apix: float
-    images_ctf: str
-    shifts: Callable[[pd.DataFrame], np.ndarray]
-    read: Callable[[pd.DataFrame], np.ndarray]
-
-
-def cropped_source(stack: str | os.PathLike, meta: dict) -> ImageSource:
-    """The import's phase-flipped (or premultiplied), Fourier-cropped stack
-    (import/stack.mrcs + meta.json)."""
-    images = MrcStack(stack)
-    if images.box != int(meta["box"]):
-        raise InputError(
-            f"{stack}: images are {images.box} pixels but meta.json says box {meta['box']}"
-        )
-    return ImageSource(
-        box=images.box,
-        apix=float(meta["apix"]),
-        images_ctf=meta.get("stack_ctf", "flipped"),
-        shifts=lambda rows: table_poses(rows, images.box)[1],
-        read=lambda rows: images.read(rows["stack_index"].to_numpy()),
-    )
-
-
-def original_source(table: pd.DataFrame, *, images_ctf: str = "raw") -> ImageSource:
-    """The particles' own (unbinned) images, read from the table's source/source_index.
-
-    images_ctf: what they hold (meta.json "source_ctf"): RELION particles are raw unless
-    flagged, EMAN2 '__ctf_flip' stacks are flipped.
-    """
-    if images_ctf not in CTF_STATES:
-        raise InputError(
-            f"reconstruction at the original box needs images all raw, flipped or "
-            f"premultiplied, found {images_ctf} (optics groups differ)"
-        )
-    boxes, apixes = table["box"].unique(), table["apix"].unique()
-    if len(boxes) != 1 or np.ptp(apixes) > 1e-3 * apixes[0]:
-        raise InputError(
-            "reconstruction at the original box needs one box and pixel size for all particles, "
-            f"found boxes {sorted(boxes.tolist())} and pixel sizes {sorted(apixes.tolist())}"
-        )
-    stacks: dict[str, ImageStack] = {}
-
-    def read(rows: pd.DataFrame) -> np.ndarray:
-        return read_sources(rows, stacks, int(boxes[0]))
-
-    def shifts(rows: pd.DataFrame) -> np.ndarray:
-        return rows[["shift_x", "shift_y"]].to_numpy(np.float64)
-
-    return ImageSource(int(boxes[0]), float(apixes[0]), images_ctf, shifts, read)
 
 
 def reconstruct_sets(

@@ -47,13 +47,14 @@ from .errors import InputError
 from .fourier import check_box, to_real
 from .fsc import fsc_curve, fsc_weighted
 from .geometry import matrix_to_relion, random_rotations, relion_to_matrix
+from .images import ImageSource
 from .io.mrc import MrcStack, write_map, write_stack
 from .io.star import write_star
 from .masks import soft_mask
 from .phantoms import DOMAIN, System, build_system
 from .projection import FourierGrid, density, project_ft
 from .protein import protein_system
-from .reconstruct import ImageSource, reconstruct_with_halves
+from .reconstruct import reconstruct_with_halves
 from .table import ROTATION_COLUMNS, alternating_subsets
 
 log = logging.getLogger(__name__)

@@ -2,14 +2,13 @@
 
 A table (``import/{half}.csv``) is loaded once but only the columns training needs
 (original index, stack row, rotation, shift, CTF): ~100 bytes a particle. Images are read
-from the memory-mapped stack chunk by chunk (io.mrc.MrcStack opens the mapping only
-for the read, so touched pages do not stay resident) and per-particle arrays on disk
-(features) are read and written likewise through short-lived mappings.
+chunk by chunk through the cropped stack's ImageSource (gmmscape.images; io.mrc.MrcStack
+maps the file only for the read, so touched pages do not stay resident) and per-particle
+arrays on disk (features) are read and written likewise through short-lived mappings.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ import pandas as pd
 
 from .ctf import CTFParams
 from .errors import InputError
-from .importer import PREMULTIPLIED, table_poses
+from .images import ImageSource, cropped_source
+from .importer import PREMULTIPLIED
 from .io.mrc import MrcStack
-from .table import COPY, CTF_COLUMNS, TRAINING_COLUMNS
+from .table import COPY, CTF_COLUMNS, ROTATION_COLUMNS, TRAINING_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class ParticleSet:
     """Poses of a particle table and access to its images, at the stack's (crop) box."""
 
     table: Path
-    stack: MrcStack
+    stack: Path
+    source: ImageSource
     index: np.ndarray  # (n,) int64: the particle's row in the user's input file
     stack_index: np.ndarray  # (n,) int64: its row in the stack
     rotations: np.ndarray  # (n, 3, 3) float32
@@ -44,19 +45,20 @@ class ParticleSet:
 
     @property
     def box(self) -> int:
-        return self.stack.box
+        return self.source.box
 
     @property
     def apix(self) -> float:
-        return self.stack.apix
+        return self.source.apix
 
     @property
     def frame_source(self) -> str:
-        return f"the particles of {self.stack.path}"
+        return f"the particles of {self.stack}"
 
     def images(self, rows: np.ndarray) -> np.ndarray:
-        """Images (k, b, b) float32 of the table rows `rows` (sorted reads are fastest)."""
-        return self.stack.read(self.stack_index[rows])
+        """Images (k, b, b) float32 of the table rows `rows` (sorted reads are fastest).
+        The cropped stack's source needs only their stack rows, not the whole table."""
+        return self.source.read(pd.DataFrame({"stack_index": self.stack_index[rows]}))
 
 
 def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> ParticleSet:
@@ -81,25 +83,22 @@ def load_particles(table: str | os.PathLike, stack: str | os.PathLike) -> Partic
             f"{table} row {bad[0]}: stack_index {stack_index[bad[0]]} is outside "
             f"{stack}, which holds {images.n} images (table and stack from different imports?)"
         )
-    rotations, shifts = table_poses(frame, images.box)
+    source = cropped_source(images)
     return ParticleSet(
-        ctf=_stack_ctf(table, stack),
+        ctf=None if source.images_ctf == PREMULTIPLIED else _table_ctf(table),
         table=table,
-        stack=images,
+        stack=images.path,
+        source=source,
         index=frame["index"].to_numpy(np.int64),
         stack_index=stack_index,
-        rotations=rotations.astype(np.float32),
-        shifts=shifts.astype(np.float32),
+        rotations=frame[ROTATION_COLUMNS].to_numpy(np.float32).reshape(-1, 3, 3),
+        shifts=source.shifts(frame).astype(np.float32),
         copy=frame[COPY].to_numpy(np.int64) if COPY in frame else None,
     )
 
 
-def _stack_ctf(table: Path, stack: str | os.PathLike) -> CTFParams | None:
-    """The CTF of the table's particles when it is known and the stack's images are not
-    already multiplied by it (the import's meta.json beside the stack says)."""
-    meta = Path(stack).with_name("meta.json")
-    if meta.is_file() and json.loads(meta.read_text()).get("stack_ctf") == PREMULTIPLIED:
-        return None
+def _table_ctf(table: Path) -> CTFParams | None:
+    """The CTF of the table's particles, when every particle has one."""
     head = pd.read_csv(table, nrows=0).columns
     if not set(CTF_COLUMNS) <= set(head):
         return None

@@ -31,9 +31,10 @@ from scipy.spatial import cKDTree
 from sklearn.decomposition import PCA
 
 from .errors import InputError
+from .images import ImageSource
 from .io.mrc import write_map
 from .plots import quiver
-from .reconstruct import ImageSource, reconstruct_sets
+from .reconstruct import reconstruct_sets
 
 
 class LatentDecoder(Protocol):

@@ -68,7 +68,7 @@ def test_sidecar_ties_features_to_gmm_table_and_stack(small, tmp_path):
     table = pd.read_csv(root / "import/particles.csv")
     table.iloc[:50].to_csv(tmp_path / "half.csv", index=False)
     with pytest.raises(InputError, match="hold 100 particles"):
-        open_features(path, neutral, load_particles(tmp_path / "half.csv", particles.stack.path))
+        open_features(path, neutral, load_particles(tmp_path / "half.csv", particles.stack))
     with pytest.raises(InputError, match="not found"):
         open_features(tmp_path / "missing.npy", neutral, particles)
 

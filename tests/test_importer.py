@@ -25,6 +25,7 @@ from gmmscape.ctf import CTFParams, ctf_2d, phase_flip
 from gmmscape.errors import InputError
 from gmmscape.fourier import fourier_crop, to_fourier, to_real
 from gmmscape.geometry import angle_between
+from gmmscape.images import cropped_source
 from gmmscape.importer import (
     MapFrame,
     import_particles,
@@ -38,7 +39,6 @@ from gmmscape.importer import (
 from gmmscape.io import read_map, write_lst, write_map
 from gmmscape.io.eman2 import ctf_to_eman2, pose_to_xform
 from gmmscape.io.hdf import write_hdf_stack
-from gmmscape.reconstruct import cropped_source
 from gmmscape.table import TABLE_COLUMNS
 
 

@@ -15,11 +15,12 @@ from gmmscape.decode import load_decoder
 from gmmscape.embedding import LatentEmbedding, fit_pca, make_landscape
 from gmmscape.errors import InputError
 from gmmscape.fsc import fsc_table, resolution_at
+from gmmscape.images import cropped_source
 from gmmscape.importer import load_meta, load_table
 from gmmscape.io.mrc import read_map
 from gmmscape.plots import landscape_figures
 from gmmscape.projection import density
-from gmmscape.reconstruct import cropped_source, reconstruct_classes, reconstruct_with_halves
+from gmmscape.reconstruct import reconstruct_classes, reconstruct_with_halves
 
 
 def blobs(n_per: tuple[int, ...] = (150, 100, 50), dim: int = 4, seed: int = 0):

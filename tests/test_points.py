@@ -15,12 +15,13 @@ from gmmscape import phantoms
 from gmmscape.cli import main
 from gmmscape.embedding import fit_pca
 from gmmscape.errors import InputError
+from gmmscape.images import cropped_source
 from gmmscape.importer import load_meta, load_table
 from gmmscape.io.mrc import read_map
 from gmmscape.masks import read_mask
 from gmmscape.points import circle_trajectory, line_trajectory, parse_point, user_trajectories
 from gmmscape.projection import density
-from gmmscape.reconstruct import cropped_source, reconstruct_with_halves
+from gmmscape.reconstruct import reconstruct_with_halves
 from gmmscape.trajectory import decode_points, write_trajectory
 
 

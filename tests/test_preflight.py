@@ -13,12 +13,12 @@ from particle_data import make_particles, write_stacks, write_star31
 
 from gmmscape.cli import main
 from gmmscape.errors import InputError
+from gmmscape.images import cropped_source
 from gmmscape.importer import import_particles, load_table
 from gmmscape.io import read_map, read_star
 from gmmscape.io.conventions import correct_conventions
 from gmmscape.io.mrc import MrcStack
 from gmmscape.preflight import check_conventions, map_at_box, run_check
-from gmmscape.reconstruct import cropped_source
 from gmmscape.simulate import simulate
 from gmmscape.table import ROTATION_COLUMNS
 

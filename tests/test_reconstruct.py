@@ -12,15 +12,13 @@ from gmmscape.errors import InputError
 from gmmscape.fourier import to_real
 from gmmscape.fsc import fsc_table
 from gmmscape.geometry import random_rotations
+from gmmscape.images import ImageSource, cropped_source, original_source
 from gmmscape.importer import import_particles, load_meta, load_table
 from gmmscape.io.mrc import read_map
 from gmmscape.projection import FourierGrid, density, project_ft
 from gmmscape.reconstruct import (
     FourierVolume,
-    ImageSource,
-    cropped_source,
     half_labels,
-    original_source,
     reconstruct_classes,
     reconstruct_sets,
     reconstruct_with_halves,

@@ -11,10 +11,11 @@ import train_data
 from gmmscape.clustering import LatentClusters, cluster_counts
 from gmmscape.embedding import LatentEmbedding, make_landscape
 from gmmscape.fsc import fsc_table
+from gmmscape.images import cropped_source
 from gmmscape.importer import load_meta, load_table
 from gmmscape.io.mrc import read_map
 from gmmscape.projection import density
-from gmmscape.reconstruct import cropped_source, reconstruct_classes, reconstruct_with_halves
+from gmmscape.reconstruct import reconstruct_classes, reconstruct_with_halves
 from gmmscape.reproducibility import compare_halves, expected_fsc, fsc_at, match
 
 BOX, APIX = 32, 5.0

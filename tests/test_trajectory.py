@@ -16,10 +16,10 @@ from gmmscape import phantoms
 from gmmscape.decode import Decoder, load_decoder
 from gmmscape.embedding import fit_pca
 from gmmscape.errors import InputError
+from gmmscape.images import cropped_source
 from gmmscape.importer import import_particles, load_meta, load_table
 from gmmscape.io.mrc import read_map, write_map
 from gmmscape.masks import mask_inside
-from gmmscape.reconstruct import cropped_source
 from gmmscape.simulate import simulate
 from gmmscape.trajectory import (
     decode_points,
